@@ -1,0 +1,1 @@
+"""MoMa client: train, predict, contribute and compose modules from a lab's own machine."""

@@ -1,0 +1,1 @@
+"""``moma-client`` commands, one file per command."""

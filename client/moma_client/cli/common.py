@@ -1,0 +1,54 @@
+"""What every command shares: consoles, error handling, JSON output and progress displays."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+# Results go to stdout (plain or --json); progress and errors to stderr, so that
+# `moma-client ... --json | jq` always sees clean JSON.
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+@contextmanager
+def step(description: str, total: int) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar for one stage; yields an ``update(done, total)`` callback."""
+    with progress() as bar:
+        task = bar.add_task(description, total=total, info="")
+
+        def update(done: int, new_total: int) -> None:
+            bar.update(task, completed=done, total=new_total)
+
+        yield update

@@ -1,0 +1,1 @@
+"""MoMa hub server: gRPC services, metadata and blob stores, curation, operator CLI."""

@@ -1,0 +1,1 @@
+"""``moma-hub`` commands, one file per command."""
