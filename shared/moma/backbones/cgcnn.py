@@ -161,6 +161,7 @@ class CGCNNModel(BackboneModel):
     """The CGCNN network with its scalar head (``conv_to_fc``, ``fc_out``)."""
 
     head_prefixes: ClassVar[tuple[str, ...]] = ("conv_to_fc.", "fc_out.")
+    atom_table: Tensor
 
     def __init__(self, orig_atom_fea_len: int = 92, atom_fea_len: int = 64,
                  nbr_fea_len: int = 41, n_conv: int = 4, h_fea_len: int = 32) -> None:
