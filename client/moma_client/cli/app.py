@@ -10,6 +10,7 @@ import typer
 
 from moma.errors import ExitCode, MomaError
 from moma_client.cli.common import err
+from moma_client.cli.compose import compose
 from moma_client.cli.modules import modules_app
 from moma_client.cli.predict import predict
 from moma_client.cli.train import train
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.command("train")(train)
 app.command("predict")(predict)
+app.command("compose")(compose)
 app.add_typer(modules_app, name="modules")
 
 
