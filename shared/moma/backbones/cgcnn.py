@@ -148,10 +148,16 @@ class ConvLayer(nn.Module):
 
     def forward(self, atom_fea: Tensor, nbr_fea: Tensor, nbr_index: Tensor) -> Tensor:
         n, m = nbr_index.shape
-        neighbours = atom_fea[nbr_index]  # (N, M, F)
-        total = torch.cat([atom_fea.unsqueeze(1).expand(n, m, self.atom_fea_len), neighbours,
-                           nbr_fea], dim=2)
-        gated = self.bn1(self.fc_full(total).view(-1, 2 * self.atom_fea_len)).view(n, m, -1)
+        # fc_full(concat(v_i, v_j, e_ij)) computed as W_i v_i + (W_j v)[j] + W_e e_ij + b: the
+        # same linear map, but the two atom terms are multiplied once per atom instead of once
+        # per (atom, neighbour) pair, which is most of CGCNN's arithmetic.
+        f = self.atom_fea_len
+        weight = self.fc_full.weight
+        self_term = nn.functional.linear(atom_fea, weight[:, :f], self.fc_full.bias)
+        nbr_term = nn.functional.linear(atom_fea, weight[:, f : 2 * f])[nbr_index]
+        edge_term = nn.functional.linear(nbr_fea, weight[:, 2 * f :])
+        total = self_term.unsqueeze(1) + nbr_term + edge_term
+        gated = self.bn1(total.view(-1, 2 * f)).view(n, m, -1)
         gate, core = gated.chunk(2, dim=2)
         summed = self.bn2((torch.sigmoid(gate) * F.softplus(core)).sum(dim=1))
         return F.softplus(atom_fea + summed)
