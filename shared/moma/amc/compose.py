@@ -114,8 +114,11 @@ def plan(backbone: Backbone, candidates: Sequence[LoadedModule], train_graphs: S
 
 
 def _merge_inputs(modules: Sequence[LoadedModule]) -> list[MergeInput]:
-    return [MergeInput(m.card.name, m.card.backbone, m.card.base_sha256,
-                       (lambda m=m: m.state)) for m in modules]
+    def loader(module: LoadedModule) -> Callable[[], dict[str, torch.Tensor]]:
+        return lambda: module.state
+
+    return [MergeInput(m.card.name, m.card.backbone, m.card.base_sha256, loader(m))
+            for m in modules]
 
 
 def _choose_merge(chosen: Sequence[LoadedModule], requested: str) -> tuple[str, str]:

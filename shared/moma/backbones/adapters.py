@@ -58,7 +58,8 @@ def insert_adapters(model: BackboneModel) -> list[AdapterSite]:
         layer = model.get_submodule(site.module)
         adapter = model.adapters[site.name]
 
-        def hook(_module: nn.Module, _inputs: Any, output: Any, adapter: nn.Module = adapter) -> Any:
+        def hook(_module: nn.Module, _inputs: Any, output: Any,
+                 adapter: nn.Module = adapter) -> Any:
             return _apply_adapter(adapter, output)  # type: ignore[arg-type]
 
         layer.register_forward_hook(hook)

@@ -110,4 +110,5 @@ class Backbone(ABC):
 
     def describe(self) -> dict[str, Any]:
         """Name, version and featurizer config, for module cards."""
-        return {"name": self.name, "version": self.version, "featurizer": self.featurizer().config()}
+        return {"name": self.name, "version": self.version,
+                "featurizer": self.featurizer().config()}

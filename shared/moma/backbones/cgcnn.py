@@ -65,7 +65,7 @@ class CGCNNFeaturizer(Featurizer):
 
     @cached_property
     def atom_table(self) -> np.ndarray:
-        """``(101, 92)`` float32 table; row ``Z`` is the CGCNN vector of element ``Z`` (row 0 unused)."""
+        """``(101, 92)`` float32 table: row ``Z`` is element ``Z``'s CGCNN vector (row 0 unused)."""
         path = self.atom_init_file
         if not path.is_file():
             raise DataError(
@@ -154,7 +154,9 @@ class ConvLayer(nn.Module):
         f = self.atom_fea_len
         weight = self.fc_full.weight
         self_term = nn.functional.linear(atom_fea, weight[:, :f], self.fc_full.bias)
-        nbr_term = nn.functional.linear(atom_fea, weight[:, f : 2 * f])[nbr_index]
+        # index_select (backward: index_add) keeps training bit-for-bit repeatable on CPU.
+        nbr_term = torch.index_select(nn.functional.linear(atom_fea, weight[:, f : 2 * f]), 0,
+                                      nbr_index.reshape(-1)).view(n, m, 2 * f)
         edge_term = nn.functional.linear(nbr_fea, weight[:, 2 * f :])
         total = self_term.unsqueeze(1) + nbr_term + edge_term
         gated = self.bn1(total.view(-1, 2 * f)).view(n, m, -1)

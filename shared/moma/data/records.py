@@ -132,11 +132,12 @@ def structure_fingerprint(record_id: str, structure: Structure) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
 
 
-def random_split(n: int, seed: int, fractions: tuple[float, float] = (0.7, 0.15)) -> dict[str, list[int]]:
+def random_split(n: int, seed: int,
+                 fractions: tuple[float, float] = (0.7, 0.15)) -> dict[str, list[int]]:
     """A seeded 70/15/15 split of ``n`` records, for data that ships without splits."""
     order = np.random.default_rng(seed).permutation(n).tolist()
-    n_train = int(round(fractions[0] * n))
-    n_val = int(round(fractions[1] * n))
+    n_train = round(fractions[0] * n)
+    n_val = round(fractions[1] * n)
     return {
         "train": sorted(order[:n_train]),
         "val": sorted(order[n_train : n_train + n_val]),

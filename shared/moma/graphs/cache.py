@@ -56,7 +56,7 @@ def featurize(
     featurizer: Featurizer,
     items: Sequence[tuple[str, Structure]],
     *,
-    cache: Path | None | bool = True,
+    cache: Path | bool | None = True,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> FeaturizedSet:
     """Featurize ``(id, structure)`` pairs, reading and writing the disk cache.

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from moma.backbones.adapters import adapter_state_keys, insert_adapters
 from moma.backbones.base import Backbone, BackboneModel
-from moma.errors import MomaError, ModuleFormatError
+from moma.errors import ModuleFormatError, MomaError
 from moma.modules.store import LoadedModule, list_modules, load_module, sha256_state
 
 KINDS = ("full", "adapter")
@@ -29,7 +29,7 @@ KINDS = ("full", "adapter")
 
 @dataclass
 class InitialModel:
-    """A model ready to train, the sha256 of the weights it starts from, and where they came from."""
+    """A model ready to train, the sha256 of its starting weights, and where they came from."""
 
     model: BackboneModel
     base_sha256: str
@@ -40,8 +40,9 @@ def pretrained_or_none(backbone: Backbone) -> tuple[dict[str, Tensor], str] | No
     return backbone.pretrained_base()
 
 
-def initial_model(backbone: Backbone, kind: str, init: LoadedModule | None, seed: int) -> InitialModel:
-    """Build the model a training run starts from (fresh head; adapters inserted for ``adapter``)."""
+def initial_model(backbone: Backbone, kind: str, init: LoadedModule | None,
+                  seed: int) -> InitialModel:
+    """The model a training run starts from (fresh head; adapters inserted for ``adapter``)."""
     if kind not in KINDS:
         raise MomaError(f"unknown module kind {kind!r}; choose full or adapter")
     torch.manual_seed(seed)

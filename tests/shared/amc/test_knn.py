@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from moma.amc.knn import loo_knn_predict, proxy_mae
 from moma.errors import DataError, MomaError
 

@@ -8,10 +8,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
+
 from moma.amc.merge import MergeInput, average_parameters, check_mergeable, select_weights
 from moma.backbones.cgcnn import CGCNNBackbone
 from moma.errors import IncompatibleModulesError, MomaError
-from torch import Tensor
 
 BASE = "1234abcd" + "0" * 56
 HEAD = ("conv_to_fc.", "fc_out.")

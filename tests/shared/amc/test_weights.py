@@ -5,6 +5,7 @@ from __future__ import annotations
 import cvxpy as cp
 import numpy as np
 import pytest
+
 from moma.amc.weights import (
     WeightSolverError,
     mean_squared_error,

@@ -11,6 +11,7 @@ from types import ModuleType
 
 import grpc
 import pytest
+
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[3]

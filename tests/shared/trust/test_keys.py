@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from moma.errors import TrustError
 from moma.trust import keys
 from moma.trust.keys import (

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from moma.errors import TrustError
 from moma.trust.keys import KeyPair, generate_keypair, key_id, sign, verify
 from moma.trust.manifest import (
