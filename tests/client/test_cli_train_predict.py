@@ -170,7 +170,7 @@ def test_skip_invalid_trains_on_the_rest(tmp_path: Path, jarvis_2d_eform: dict[s
                                          capsys: pytest.CaptureFixture[str]) -> None:
     data = write(tmp_path / "data.json", _corrupt(jarvis_2d_eform, "lonely"))
     out = tmp_path / "out"
-    code, stdout, err = run(["train", "--data", str(data), "--epochs", "1", "--skip-invalid",
+    code, stdout, _ = run(["train", "--data", str(data), "--epochs", "1", "--skip-invalid",
                              "--out", str(out), "--json"], capsys)
     assert code == 0
     card = json.loads(stdout)
