@@ -104,8 +104,7 @@ def _write(path: Path, result: FeaturizedSet) -> None:
     if result.graphs:
         for key in result.graphs[0]:
             parts = [np.ascontiguousarray(g[key]) for g in result.graphs]
-            arrays[key] = np.concatenate([p.reshape(p.shape[0], -1) if p.ndim else p.reshape(1, 1)
-                                          for p in parts], axis=0)
+            arrays[key] = np.concatenate([_rows(p) for p in parts], axis=0)
             arrays[LENGTH_PREFIX + key] = np.array(
                 [p.shape[0] if p.ndim else -1 for p in parts], dtype=np.int64)
             arrays["__shape__." + key] = np.array(parts[0].shape[1:] if parts[0].ndim else [],
@@ -115,6 +114,16 @@ def _write(path: Path, result: FeaturizedSet) -> None:
         "rejected": json.dumps([[r.id, r.reason] for r in result.rejected]),
     }
     write_bytes(path, save(arrays, metadata=metadata))
+
+
+def _rows(array: np.ndarray) -> np.ndarray:
+    """The array as rows (first axis kept, the rest flattened); a scalar as one 1x1 row.
+
+    Written with an explicit width so that empty arrays (a crystal without bonds) reshape too.
+    """
+    if array.ndim == 0:
+        return array.reshape(1, 1)
+    return array.reshape(array.shape[0], int(np.prod(array.shape[1:], dtype=np.int64)))
 
 
 def _read(path: Path) -> FeaturizedSet | None:

@@ -60,3 +60,19 @@ def test_damaged_cache_file_is_recomputed(tmp_path: Path,
     first.cache_file.write_bytes(b"garbage")
     again = featurize(CGCNNFeaturizer(), items, cache=tmp_path)
     assert not again.cache_hit and len(again.graphs) == 5
+
+
+def test_empty_arrays_round_trip(tmp_path: Path, jarvis_2d_eform: dict[str, Any]) -> None:
+    """CHGNet graphs of crystals without bonds hold (0, 5) arrays; the cache keeps them."""
+    from moma.backbones.chgnet import CHGNetBackbone
+
+    records = jarvis_2d_eform["records"][:40]
+    items = [(r["id"], to_structure(r)) for r in records]
+    featurizer = CHGNetBackbone().featurizer()
+    first = featurize(featurizer, items, cache=tmp_path)
+    assert any(g["bond_graph"].shape[0] == 0 for g in first.graphs)
+    second = featurize(featurizer, items, cache=tmp_path)
+    assert second.cache_hit
+    for a, b in zip(first.graphs, second.graphs, strict=True):
+        for key in a:
+            assert a[key].shape == b[key].shape and np.array_equal(a[key], b[key])
