@@ -1,0 +1,100 @@
+"""Build the shared-base module families that parameter averaging needs (issue: AMC results).
+
+Every module of a family is fine-tuned from one base with the project's own training code:
+
+- ``cgcnn-full`` / ``cgcnn-adapter``: base = the imported MoE-(18) ``mp_eform`` CGCNN (pretrained
+  on 132k Materials Project formation energies);
+- ``chgnet-full`` / ``chgnet-adapter``: base = pretrained CHGNet 0.3.0.
+
+Sources: the three Castelli perovskite targets (``e_form``, ``dir_gap``, ``ind_gap``; seeded
+random split) and the 11 downstream tasks (their ``seed0`` training split). When composing for
+a downstream task, the module trained on that same task is never a candidate
+(``moma.amc.selection.candidate_modules`` excludes it).
+
+Run: ``.venv/bin/python benchmarks/amc_hub.py --family cgcnn-full [--profile quick|full]``.
+Modules land in ``runs/hub/<family>/<source>/``; a module already there is kept (resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from moma.backbones.registry import get_backbone
+from moma.data.readers import load_dataset
+from moma.modules.moe18 import import_moe18
+from moma.modules.store import load_module
+from moma.paths import downstream_task_path, moe18_dir, shared_dir
+from moma.training.loop import TrainConfig
+from moma.training.run import prepare, train_module
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "runs"
+DOWNSTREAM = [
+    "expt_eform", "jarvis_2d_dielectric_opt", "jarvis_2d_dielectric_tbmbj", "jarvis_2d_eform",
+    "jarvis_2d_exfoliation", "jarvis_2d_gap_tbmbj", "mp_elastic_anisotropy", "mp_eps_electronic",
+    "mp_poisson_ratio", "mp_poly_electronic", "mp_poly_total",
+]
+CASTELLI = ["e_form", "dir_gap", "ind_gap"]
+PROFILES = {
+    # epochs for castelli sources / downstream sources, castelli training subsample
+    "quick": {"castelli_epochs": 8, "task_epochs": 30, "castelli_train": 2000},
+    "full": {"castelli_epochs": 30, "task_epochs": 100, "castelli_train": None},
+}
+
+
+def moe18_modules() -> Path:
+    """The 18 imported MoE-(18) modules (imported once into runs/hub/moe18)."""
+    folder = RUNS / "hub" / "moe18"
+    if not (folder / "mp_eform" / "card.json").is_file():
+        import_moe18(moe18_dir(), folder)
+    return folder
+
+
+def build_family(family: str, profile: str) -> Path:
+    backbone_name, kind = family.split("-")
+    backbone = get_backbone(backbone_name)
+    settings = PROFILES[profile]
+    init = load_module(moe18_modules() / "mp_eform") if backbone_name == "cgcnn" else None
+    folder = RUNS / "hub" / family
+    sources: list[tuple[str, str, str | None]] = [
+        (f"castelli_{t}", str(shared_dir() / "data/hub/castelli_perovskites.json.gz"), t)
+        for t in CASTELLI
+    ] + [(task, str(downstream_task_path(task)), None) for task in DOWNSTREAM]
+    for name, path, target in sources:
+        out = folder / name
+        if (out / "card.json").is_file():
+            continue
+        tick = time.perf_counter()
+        dataset = load_dataset(path, target=target)
+        data = prepare(dataset, backbone, "seed0", seed=0)
+        castelli = target is not None
+        if castelli and settings["castelli_train"]:
+            data.split = {**data.split, "train": data.split["train"][: settings["castelli_train"]]}
+        config = TrainConfig(
+            epochs=settings["castelli_epochs"] if castelli else settings["task_epochs"],
+            batch_size=64 if castelli else 32,
+            lr=(1e-3 if kind == "adapter" else 3e-4), head_lr_factor=3.0,
+            patience=10, seed=0)
+        outcome = train_module(data, backbone, kind=kind, config=config, out=out, init=init,
+                               name=name)
+        print(json.dumps({"family": family, "module": name, "seconds": time.perf_counter() - tick,
+                          "val_mae": outcome.metrics["val_mae"],
+                          "test_mae": outcome.metrics.get("test_mae")}), flush=True)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Build shared-base module families.")
+    parser.add_argument("--family", action="append", required=True,
+                        choices=["cgcnn-full", "cgcnn-adapter", "chgnet-full", "chgnet-adapter"])
+    parser.add_argument("--profile", choices=list(PROFILES), default="quick")
+    args = parser.parse_args()
+    for family in args.family:
+        build_family(family, args.profile)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""AMC against baselines on the 11 real downstream tasks and their published splits.
+
+For every (hub, task, split, strategy, train size) the result is cached as one JSON file in
+``benchmarks/results/amc/`` (committed), so runs continue where they stopped and the table is
+rebuilt from what is there. Hubs (see ``amc_hub.py``):
+
+- ``cgcnn``: the CGCNN shared-base family (base = imported mp_eform): scratch, backbone-ft,
+  amc (full), amc (adapter), select-average, all-average, random;
+- ``moe18``: the 18 imported MoE-(18) CGCNNs as a hub of their own: amc with top1 and with
+  ensemble (backbone-ft = fine-tuning the imported mp_eform alone, shared with ``cgcnn``);
+- ``chgnet``: the CHGNet family (base = pretrained CHGNet 0.3.0): backbone-ft, amc (full),
+  amc (adapter);
+- few-shot (``--train-size 100`` / ``10``): amc against backbone-ft on the cgcnn family.
+
+Run: ``.venv/bin/python benchmarks/amc_results.py --hub cgcnn --splits seed0,seed1,seed2``;
+``--profile quick`` shortens fine-tuning (30 epochs) for a first pass. Then
+``benchmarks/results_table.py`` writes ``docs/results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amc_hub import DOWNSTREAM, RUNS, build_family, moe18_modules
+
+from moma.amc.compose import ComposeOptions
+from moma.amc.pipeline import run_compose
+from moma.amc.selection import candidate_modules
+from moma.atomic_io import write_json
+from moma.backbones.registry import get_backbone
+from moma.data.readers import load_dataset
+from moma.modules.store import load_module
+from moma.paths import downstream_task_path
+from moma.training.loop import TrainConfig
+from moma.training.run import prepare
+
+RESULTS = Path(__file__).resolve().parent / "results" / "amc"
+
+
+@dataclass(frozen=True)
+class Run:
+    hub: str
+    strategy: str
+    merge: str = "auto"
+    kind: str = "full"
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or self.strategy
+
+
+PLANS: dict[str, list[Run]] = {
+    "cgcnn": [
+        Run("cgcnn", "scratch"),
+        Run("cgcnn", "backbone-ft"),
+        Run("cgcnn", "amc", label="amc-full"),
+        Run("cgcnn", "amc", kind="adapter", label="amc-adapter"),
+        Run("cgcnn", "select-average"),
+        Run("cgcnn", "all-average"),
+        Run("cgcnn", "random"),
+    ],
+    "moe18": [
+        Run("moe18", "amc", merge="top1", label="amc-top1"),
+        Run("moe18", "amc", merge="ensemble", label="amc-ensemble"),
+    ],
+    "chgnet": [
+        Run("chgnet", "backbone-ft"),
+        Run("chgnet", "amc", label="amc-full"),
+        Run("chgnet", "amc", kind="adapter", label="amc-adapter"),
+    ],
+    "fewshot": [
+        Run("cgcnn", "backbone-ft"),
+        Run("cgcnn", "amc", label="amc-full"),
+    ],
+}
+
+
+def module_folder(run: Run, profile: str) -> Path:
+    if run.hub == "moe18":
+        return moe18_modules()
+    backbone = run.hub
+    return build_family(f"{backbone}-{run.kind}", profile)
+
+
+def result_path(run: Run, task: str, split: str, train_size: int | None, profile: str) -> Path:
+    size = f"n{train_size}" if train_size else "all"
+    return RESULTS / profile / run.hub / task / f"{split}-{size}-{run.name}.json"
+
+
+def execute(run: Run, task: str, split: str, train_size: int | None, profile: str) -> None:
+    path = result_path(run, task, split, train_size, profile)
+    if path.is_file():
+        return
+    backbone_name = "chgnet" if run.hub == "chgnet" else "cgcnn"
+    backbone = get_backbone(backbone_name)
+    needs_modules = run.strategy not in ("backbone-ft", "scratch")
+    folder = module_folder(run, profile) if needs_modules else moe18_modules()
+    dataset = load_dataset(downstream_task_path(task))
+    data = prepare(dataset, backbone, split, seed=0)
+    epochs = 30 if profile == "quick" else 60
+    options = ComposeOptions(
+        strategy=run.strategy, merge=run.merge, kind=run.kind,
+        train=TrainConfig(epochs=epochs, batch_size=32, lr=8e-5 if run.strategy != "scratch"
+                          else 3e-3, head_lr_factor=10.0 if run.strategy != "scratch" else 1.0,
+                          patience=10, seed=0),
+        base_dirs=(folder, moe18_modules()),
+        base_module=(load_module(moe18_modules() / "mp_eform")
+                     if backbone_name == "cgcnn" else None),
+    )
+    candidates = (candidate_modules([folder], backbone=backbone_name, kind=run.kind,
+                                    exclude_task=task) if needs_modules else [])
+    tick = time.perf_counter()
+    out = RUNS / "amc" / profile / path.relative_to(RESULTS / profile).with_suffix("")
+    result = run_compose(data, backbone, candidates, options, out, seed=0,
+                         train_size=train_size)
+    report: dict[str, Any] = dict(result.report)
+    report["wall_s"] = time.perf_counter() - tick
+    report["run"] = {"hub": run.hub, "label": run.name, "profile": profile}
+    report.pop("module", None)
+    write_json(path, report)
+    m = report["metrics"]
+    print(f"{run.hub:7s} {task:28s} {split} n={train_size or 'all':>4} {run.name:15s} "
+          f"test MAE {m['test_mae']:.4g} (mean {m['test_mae_train_mean']:.4g}) "
+          f"{report['wall_s']:.0f}s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="AMC results on the downstream tasks.")
+    parser.add_argument("--hub", choices=list(PLANS), required=True)
+    parser.add_argument("--tasks", default=",".join(DOWNSTREAM))
+    parser.add_argument("--splits", default="seed0")
+    parser.add_argument("--train-size", type=int, default=None)
+    parser.add_argument("--only", default="", help="comma-separated run labels")
+    parser.add_argument("--profile", choices=["quick", "full"], default="full")
+    args = parser.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    for split in args.splits.split(","):
+        for task in args.tasks.split(","):
+            for run in PLANS[args.hub]:
+                if only and run.name not in only:
+                    continue
+                execute(run, task, split, args.train_size, args.profile)
+    print(json.dumps({"done": True}))
+
+
+if __name__ == "__main__":
+    main()
