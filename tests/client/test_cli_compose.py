@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from moma.data.readers import load_dataset
 from moma.errors import ExitCode
 from moma.modules.store import load_module
 from moma.paths import downstream_task_path, shared_dir
@@ -124,6 +125,13 @@ def test_ensemble_stores_parts_and_weights(hubs: dict[str, Path], tmp_path: Path
     for part in ensemble["parts"]:
         assert load_module(Path(part["path"])).module_id == part["module_id"]
     assert len(report["epochs_run"]) == 4
+    cif = tmp_path / "x.cif"
+    load_dataset(TASK).records[0].structure.to(filename=str(cif))
+    code, stdout, _ = run(["predict", "--module", str(out / "module"), str(cif), "--json"],
+                          capsys)
+    assert code == 0
+    payload = json.loads(stdout)
+    assert len(payload["module_ids"]) == 4 and np.isfinite(payload["predictions"][0]["prediction"])
 
 
 @pytest.mark.parametrize("strategy", ["backbone-ft", "scratch", "random", "select-average"])

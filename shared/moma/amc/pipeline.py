@@ -23,6 +23,7 @@ from moma.amc.plots import parity_png, weights_png
 from moma.atomic_io import write_json
 from moma.backbones.base import Backbone
 from moma.modules.card import ModuleCard
+from moma.modules.ensemble import ENSEMBLE_FILE, ENSEMBLE_FORMAT
 from moma.modules.store import LoadedModule, save_module
 from moma.training.loop import EpochStats
 from moma.training.modeling import module_state
@@ -153,5 +154,5 @@ def _save_parts(folder: Path, parts: Sequence[Part], card_base: dict[str, Any],
         card = save_module(target, module_state(part.model, options.kind), card)
         saved.append({"path": str(target), "module_id": card.module_id, "weight": part.weight})
     if len(parts) > 1:
-        write_json(folder / "ensemble.json", {"format": "moma-ensemble/1", "parts": saved})
+        write_json(folder / ENSEMBLE_FILE, {"format": ENSEMBLE_FORMAT, "parts": saved})
     return {"path": str(folder), "parts": saved}
