@@ -1,4 +1,4 @@
-"""The ``moma-hub`` entry point (operator commands)."""
+"""The ``moma-hub`` entry point: serve the hub and curate it (one command per file)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,46 @@ import typer
 
 import moma
 from moma.errors import MomaError
+from moma_server.cli import (
+    audit,
+    init,
+    keys_enroll,
+    keys_list,
+    keys_revoke,
+    modules_approve,
+    modules_list,
+    modules_reject,
+    modules_revoke,
+    modules_show,
+    serve,
+)
 
 app = typer.Typer(name="moma-hub", help="MoMa hub: serve modules and curate them.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+keys_app = typer.Typer(help="Lab keys: enroll, revoke, list.", no_args_is_help=True)
+modules_app = typer.Typer(help="Modules: list, show, approve, reject, revoke.",
+                          no_args_is_help=True)
 
 
 @app.command("version")
 def version() -> None:
     """Print the software version."""
     typer.echo(f"moma-hub {moma.__version__}")
+
+
+app.command("serve")(serve.serve_command)
+app.command("init")(init.init)
+app.command("audit")(audit.audit)
+keys_app.command("enroll")(keys_enroll.enroll)
+keys_app.command("revoke")(keys_revoke.revoke)
+keys_app.command("list")(keys_list.list_keys)
+modules_app.command("list")(modules_list.list_modules)
+modules_app.command("show")(modules_show.show)
+modules_app.command("approve")(modules_approve.approve)
+modules_app.command("reject")(modules_reject.reject)
+modules_app.command("revoke")(modules_revoke.revoke)
+app.add_typer(keys_app, name="keys")
+app.add_typer(modules_app, name="modules")
 
 
 @app.callback()
