@@ -121,7 +121,8 @@ def execute(run: Run, task: str, split: str, train_size: int | None, profile: st
                          train_size=train_size)
     report: dict[str, Any] = dict(result.report)
     report["wall_s"] = time.perf_counter() - tick
-    report["run"] = {"hub": run.hub, "label": run.name, "profile": profile}
+    report["run"] = {"hub": run.hub, "label": run.name, "profile": profile,
+                     "train_size": train_size}
     report.pop("module", None)
     write_json(path, report)
     m = report["metrics"]
