@@ -1,0 +1,27 @@
+"""``moma-hub modules approve``: a curation decision, written to the audit log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from moma.proto.hub.v1 import hub_pb2
+from moma_server.cli import operator_client as oc
+
+
+def approve(
+    module_id: str = typer.Argument(..., help="Module id (sha256)."),
+    note: str = typer.Option("", "--note", help="A note for the audit log."),
+    hub: str = oc.HubOpt, operator_key: Path = oc.KeyOpt, ca_cert: Path | None = oc.CaOpt,
+    client_cert: Path | None = oc.ClientCertOpt, client_key: Path | None = oc.ClientKeyOpt,
+    insecure: bool = oc.InsecureOpt, as_json: bool = oc.JsonOpt,
+) -> None:
+    """Approve a pending module: the hub countersigns it and starts serving it."""
+    client = oc.connect(hub, operator_key, insecure, ca_cert, client_cert, client_key)
+    response = client.operator("ApproveModule", hub_pb2.ApproveModuleRequest(module_id=module_id, note=note))
+    if as_json:
+        oc.print_json(oc.to_dict(response))
+    else:
+        state = hub_pb2.ModuleState.Name(response.module.state)[13:].lower()
+        typer.echo(f"module {response.module.module_id} is now {state}")

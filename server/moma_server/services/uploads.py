@@ -1,0 +1,314 @@
+"""Contributions: verified manifest -> upload session -> checked bytes -> stored module.
+
+Order of the checks at StartUpload follows what a client can fix and what must not leak: the
+manifest is parsed, its key looked up and its signature verified before anything else is
+said about it; only then the size limit, duplicates, the card and the base. The nonce is
+consumed last, in the same transaction that opens the session, so a refused manifest never
+burns one and an accepted one can never open a second session.
+
+FinishUpload writes nothing durable until every check of DESIGN.md section 6 passed: the temp
+blob is renamed to its content address, then the module row, the session's removal and the
+audit entry commit in one transaction. A crash between the rename and the commit leaves a blob
+no row refers to, which start-up removes (see :mod:`moma_server.services.recovery`), so a
+reader only ever sees nothing or a complete module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, BinaryIO
+
+import grpc
+
+from moma.errors import TrustError
+from moma.modules.card import ModuleCard
+from moma.proto.hub.v1 import hub_pb2
+from moma.trust.keys import public_key_from_raw
+from moma.trust.manifest import (
+    Manifest,
+    SignedManifest,
+    canonical_json,
+    format_utc,
+    parse_manifest,
+    parse_utc,
+    verify_manifest,
+    verify_payload,
+)
+from moma_server.services.errors import (
+    HubError,
+    denied,
+    invalid,
+    not_found,
+    precondition,
+    unauthenticated,
+)
+from moma_server.services.hub import Hub
+from moma_server.services.validation import card_of, check_base, check_module_bytes
+from moma_server.store.metadata import ReplayError, utc_now
+from moma_server.store.models import ModuleRow, UploadSessionRow
+
+_CHECKING = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))
+"""Module checks at once: each holds the module and its tensors in memory and uses a core."""
+MAX_OPEN_UPLOADS_PER_KEY = 64
+"""Open sessions a contributor key may hold (each may keep up to the maximum module size)."""
+
+
+class Uploads:
+    """The upload half of ModuleService, independent of gRPC plumbing."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._busy: set[str] = set()
+        self._busy_lock = threading.Lock()
+
+    # -- StartUpload --------------------------------------------------------------------------
+
+    def verify(self, signed: SignedManifest) -> Manifest:
+        """Every manifest check; raises :class:`HubError` with the matching status code."""
+        cfg, meta = self.hub.config, self.hub.metadata
+        try:
+            manifest = parse_manifest(signed.manifest_bytes)
+        except TrustError as exc:
+            raise invalid(str(exc)) from None
+        kid = manifest.contributor_key_id
+        key = meta.get_key(kid)
+        if key is None:
+            raise unauthenticated(f"unknown contributor key {kid}: ask a hub operator to enroll "
+                                  "your lab's public key (moma-hub keys enroll)")
+        if key.revoked_at is not None:
+            raise denied(f"contributor key {kid} ({key.lab_name}) was revoked at "
+                         f"{key.revoked_at}: ask the hub operator, or enroll a new key")
+        try:
+            verify_manifest(signed, {kid: public_key_from_raw(key.public_key)},
+                            hub_id=cfg.hub_id, now=datetime.now(UTC),
+                            tolerance_s=cfg.tolerance_s, nonce_seen=meta.nonce_seen, revoked=())
+        except TrustError as exc:
+            raise unauthenticated(str(exc)) from None
+        if manifest.module_size > cfg.max_module_bytes:
+            raise HubError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                           f"module is {manifest.module_size} bytes, over this hub's maximum of "
+                           f"{cfg.max_module_bytes} bytes: ask the operator or shrink the module")
+        existing = meta.get_module(manifest.module_sha256)
+        if existing is not None:
+            raise HubError(grpc.StatusCode.ALREADY_EXISTS,
+                           f"module {manifest.module_sha256} is already on this hub (state "
+                           f"{existing.state}): nothing to upload")
+        card = card_of(manifest)
+        check_base(card, manifest.module_sha256, meta)
+        if meta.count_uploads(kid) >= MAX_OPEN_UPLOADS_PER_KEY:
+            raise HubError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                           f"key {kid} already has {MAX_OPEN_UPLOADS_PER_KEY} open uploads: "
+                           "finish or let them expire before starting more")
+        return manifest
+
+    def start(self, signed: SignedManifest) -> UploadSessionRow:
+        manifest = self.verify(signed)
+        meta = self.hub.metadata
+        now = datetime.now(UTC)
+        upload_id = secrets.token_hex(16)
+        row = UploadSessionRow(
+            upload_id=upload_id, module_id=manifest.module_sha256, size=manifest.module_size,
+            manifest=signed.manifest_bytes, manifest_signature=signed.signature,
+            contributor_key_id=manifest.contributor_key_id, offset=0, temp_path=upload_id,
+            created_at=format_utc(now),
+            expires_at=format_utc(now + timedelta(seconds=self.hub.config.upload_ttl_s)))
+        self.purge_expired()
+        try:
+            with meta.write() as session:
+                meta.add_nonce(session, manifest.nonce, "manifest", manifest.contributor_key_id)
+                session.add(row)
+        except ReplayError:
+            raise unauthenticated(f"replayed manifest: nonce {manifest.nonce} was already used: "
+                                  "sign a new manifest") from None
+        return row
+
+    def purge_expired(self) -> None:
+        """Drop sessions past their expiry time, with their partial bytes."""
+        now = utc_now()
+        for row in self.hub.metadata.list_uploads():
+            if row.expires_at < now and row.upload_id not in self._busy:
+                self.discard(row.upload_id)
+
+    def discard(self, upload_id: str) -> None:
+        self.hub.metadata.delete_upload(upload_id)
+        self.hub.blobs.discard_temp(upload_id)
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def session(self, upload_id: str) -> UploadSessionRow:
+        row = self.hub.metadata.get_upload(upload_id) if upload_id else None
+        if row is None:
+            raise not_found(f"no upload session {upload_id!r}: it finished, failed or expired; "
+                            "start a new upload with a newly signed manifest")
+        if parse_utc(row.expires_at) < datetime.now(UTC):
+            self.discard(upload_id)
+            raise not_found(f"upload session {upload_id} expired at {row.expires_at}: start a "
+                            "new upload with a newly signed manifest")
+        return row
+
+    @contextmanager
+    def exclusive(self, upload_id: str) -> Iterator[None]:
+        """One stream (or FinishUpload) per session at a time."""
+        with self._busy_lock:
+            if upload_id in self._busy:
+                raise precondition(f"upload session {upload_id} is being written by another "
+                                   "stream: wait for it to end, then check GetUploadStatus")
+            self._busy.add(upload_id)
+        try:
+            yield
+        finally:
+            with self._busy_lock:
+                self._busy.discard(upload_id)
+
+    def status(self, upload_id: str) -> tuple[UploadSessionRow, int]:
+        row = self.session(upload_id)
+        return row, self.hub.blobs.temp_size(upload_id)
+
+    # -- Upload -------------------------------------------------------------------------------
+
+    def append(self, requests: Iterator[hub_pb2.UploadRequest]) -> int:
+        """Write the chunks of one stream; returns the bytes held when the stream ends."""
+        first = next(requests, None)
+        if first is None:
+            raise invalid("empty upload stream: send at least one UploadRequest with the "
+                          "upload_id from StartUpload")
+        upload_id = first.upload_id
+        row = self.session(upload_id)
+        blobs, limit = self.hub.blobs, self.hub.config.chunk_size
+        with self.exclusive(upload_id):
+            held = blobs.temp_size(upload_id)
+            handle: BinaryIO | None = None  # opened on the first good chunk: no empty files
+            try:
+                request: hub_pb2.UploadRequest | None = first
+                while request is not None:
+                    data = self._checked_chunk(row, request, held, limit)
+                    if handle is None:
+                        handle = blobs.open_temp_append(upload_id)
+                    _write_all(handle, data)
+                    held += len(data)
+                    request = next(requests, None)
+            finally:
+                if handle is not None:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    handle.close()
+                    if self.hub.metadata.get_upload(upload_id) is not None:
+                        self.hub.metadata.set_upload_offset(upload_id,
+                                                            blobs.temp_size(upload_id))
+        return held
+
+    def _checked_chunk(self, row: UploadSessionRow, request: hub_pb2.UploadRequest,
+                       held: int, limit: int) -> bytes:
+        """The chunk's bytes if they may be appended at ``held``; HubError otherwise."""
+        if request.upload_id != row.upload_id:
+            raise invalid(f"upload stream mixes sessions ({row.upload_id} then "
+                          f"{request.upload_id}): use one stream per session")
+        chunk = request.chunk
+        data = chunk.data
+        if chunk.offset != held:
+            raise precondition(f"chunk starts at offset {chunk.offset} but the hub holds {held} "
+                               f"bytes of upload {row.upload_id}: resume from offset {held}")
+        if len(data) > limit:
+            raise invalid(f"chunk of {len(data)} bytes is over the hub's chunk size of {limit}: "
+                          "send smaller chunks")
+        if hashlib.sha256(data).hexdigest() != chunk.sha256:
+            raise HubError(grpc.StatusCode.DATA_LOSS,
+                           f"chunk at offset {chunk.offset} does not match its sha256 (altered "
+                           f"in transit): the chunk was dropped; resend it from offset {held}")
+        if held + len(data) > row.size:
+            self.discard(row.upload_id)
+            raise invalid(f"upload {row.upload_id} sent {held + len(data)} bytes but the signed "
+                          f"manifest says {row.size}: the session was discarded; upload the "
+                          "exact file that was signed with a new manifest")
+        return bytes(data)
+
+    # -- FinishUpload -------------------------------------------------------------------------
+
+    def finish(self, upload_id: str) -> ModuleRow:
+        row = self.session(upload_id)
+        with self.exclusive(upload_id):
+            return self._finish(row)
+
+    def _finish(self, row: UploadSessionRow) -> ModuleRow:
+        hub, upload_id = self.hub, row.upload_id
+        held = hub.blobs.temp_size(upload_id)
+        if held < row.size:
+            raise precondition(f"upload {upload_id} is incomplete: the hub holds {held} of "
+                               f"{row.size} bytes: resume with Upload from offset {held}")
+        signed = SignedManifest(row.manifest, row.manifest_signature)
+        manifest = parse_manifest(row.manifest)
+        with _CHECKING:
+            card = self._checked(row, manifest)
+        return self._store(row, signed, manifest, card.created)
+
+    def _checked(self, row: UploadSessionRow, manifest: Manifest) -> ModuleCard:
+        """Every check of the complete bytes; the session is discarded if one fails."""
+        hub, upload_id = self.hub, row.upload_id
+        try:
+            data = hub.blobs.read_temp(upload_id, row.size)
+            try:
+                verify_payload(manifest, hashlib.sha256(data).hexdigest(), len(data))
+            except TrustError as exc:
+                raise invalid(f"{exc}; the session was discarded") from None
+            card = card_of(manifest)
+            check_base(card, manifest.module_sha256, hub.metadata)
+            check_module_bytes(data, card, manifest.module_sha256, hub.config.max_module_bytes)
+            if hub.metadata.get_module(manifest.module_sha256) is not None:
+                raise HubError(grpc.StatusCode.ALREADY_EXISTS,
+                               f"module {manifest.module_sha256} was stored meanwhile by another "
+                               "upload: nothing to do")
+        except HubError:
+            self.discard(upload_id)
+            raise
+        return card
+
+    def _store(self, row: UploadSessionRow, signed: SignedManifest, manifest: Manifest,
+               created: str) -> ModuleRow:
+        hub, sha = self.hub, manifest.module_sha256
+        card = manifest.card
+        now = utc_now()
+        module = ModuleRow(
+            module_id=sha, size=manifest.module_size,
+            card_json=_card_text(card), backbone=card["backbone"],
+            base_sha256=card["base_sha256"], kind=card["kind"], task=card["task"],
+            property=card["property"], unit=card.get("unit", ""), created_at=created,
+            state="pending", contributor_key_id=manifest.contributor_key_id,
+            manifest=signed.manifest_bytes, manifest_signature=signed.signature,
+            manifest_sha256=signed.manifest_sha256, submitted_at=now, state_changed_at=now)
+        hub.blobs.commit_temp(row.upload_id, sha)
+        try:
+            with hub.metadata.write() as session:
+                session.add(module)
+                stale = session.get(UploadSessionRow, row.upload_id)
+                if stale is not None:
+                    session.delete(stale)
+                hub.metadata.append_audit(session, actor=manifest.contributor_key_id,
+                                          action="module.submit", subject=sha,
+                                          details={"size": manifest.module_size,
+                                                   "backbone": module.backbone,
+                                                   "kind": module.kind, "task": module.task,
+                                                   "manifest_sha256": module.manifest_sha256})
+        except BaseException:
+            if hub.metadata.get_module(sha) is None:
+                hub.blobs.remove(sha)
+            # the temp bytes were moved: the session cannot be finished any more
+            self.discard(row.upload_id)
+            raise
+        return module
+
+
+def _write_all(handle: BinaryIO, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = handle.write(view)
+        view = view[written or 0:]
+
+
+def _card_text(card: dict[str, Any]) -> str:
+    return canonical_json(card).decode("utf-8")

@@ -1,0 +1,247 @@
+"""The hub's metadata in SQL: modules, keys, nonces, upload sessions and the audit log.
+
+One :class:`MetadataStore` per hub process. Every write goes through :meth:`write`, one
+transaction under one process-wide lock: the audit log is a hash chain, so appending needs the
+previous entry's hash, and serializing writers makes "read last entry, append the next" safe
+on SQLite and PostgreSQL alike (the primary key on ``seq`` still refuses a fork should a second
+process ever write to the same database). A state change and its audit entry are committed in
+the same transaction, so the log can never miss a change nor record one that did not happen.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from moma.trust.manifest import canonical_json, format_utc
+from moma_server.store.audit import GENESIS_HASH, AuditRecord, entry_hash, verify_chain
+from moma_server.store.models import (
+    AuditRow,
+    Base,
+    KeyRow,
+    ModuleRow,
+    NonceRow,
+    UploadSessionRow,
+)
+
+
+class ReplayError(Exception):
+    """A nonce that was already used."""
+
+
+def utc_now() -> str:
+    """Now as the protocol's ISO-8601 UTC string."""
+    return format_utc(datetime.now(UTC))
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (listings, downloads) run while an upload commits; foreign keys are off
+    # by default in SQLite; FULL synchronous makes a commit durable before we answer.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               pool_size=20, max_overflow=40)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=40)
+
+
+class MetadataStore:
+    """Typed access to the hub's tables; rows come back detached and safe to read anywhere."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads (no commit)."""
+        with self._sessions() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One serialized transaction: committed on success, rolled back on any exception."""
+        with self._write_lock, self._sessions() as session, session.begin():
+            yield session
+
+    def append_audit(self, session: Session, *, actor: str, action: str, subject: str,
+                     details: dict[str, Any] | None = None) -> AuditRow:
+        """Add the next audit entry inside the caller's :meth:`write` transaction."""
+        last = session.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
+        seq = last.seq + 1 if last else 1
+        prev = last.entry_hash if last else GENESIS_HASH
+        detail_json = canonical_json(details or {}).decode("utf-8")
+        time = utc_now()
+        row = AuditRow(seq=seq, time=time, actor_key_id=actor, action=action, subject=subject,
+                       detail_json=detail_json, prev_hash=prev,
+                       entry_hash=entry_hash(seq=seq, time=time, actor_key_id=actor,
+                                             action=action, subject=subject,
+                                             detail_json=detail_json, prev_hash=prev))
+        session.add(row)
+        session.flush()
+        return row
+
+    # -- nonces -------------------------------------------------------------------------------
+
+    def nonce_seen(self, nonce: str) -> bool:
+        with self.read() as session:
+            return session.get(NonceRow, nonce) is not None
+
+    def prune_nonces(self, older_than: str) -> int:
+        """Forget nonces first seen before ``older_than`` (ISO UTC); returns how many.
+
+        Safe once a nonce is older than twice the time tolerance: a manifest or request
+        carrying it is then refused by its issue time whatever the nonce table says.
+        """
+        with self.write() as session:
+            result = session.execute(delete(NonceRow).where(NonceRow.seen_at < older_than))
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    def add_nonce(self, session: Session, nonce: str, kind: str, key_id: str) -> None:
+        """Record a nonce inside a write transaction; :class:`ReplayError` if already used."""
+        if session.get(NonceRow, nonce) is not None:
+            raise ReplayError(nonce)
+        session.add(NonceRow(nonce=nonce, kind=kind, key_id=key_id, seen_at=utc_now()))
+        try:
+            session.flush()
+        except IntegrityError:
+            raise ReplayError(nonce) from None
+
+    def consume_nonce(self, nonce: str, kind: str, key_id: str) -> None:
+        """Record a nonce in its own transaction; :class:`ReplayError` if already used."""
+        try:
+            with self.write() as session:
+                self.add_nonce(session, nonce, kind, key_id)
+        except IntegrityError:
+            raise ReplayError(nonce) from None
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def get_key(self, key_id: str) -> KeyRow | None:
+        with self.read() as session:
+            return session.get(KeyRow, key_id)
+
+    def list_keys(self, include_revoked: bool) -> list[KeyRow]:
+        with self.read() as session:
+            query = select(KeyRow).order_by(KeyRow.enrolled_at, KeyRow.key_id)
+            if not include_revoked:
+                query = query.where(KeyRow.revoked_at.is_(None))
+            return list(session.scalars(query))
+
+    # -- modules ------------------------------------------------------------------------------
+
+    def get_module(self, module_id: str) -> ModuleRow | None:
+        with self.read() as session:
+            return session.scalars(select(ModuleRow).where(ModuleRow.module_id == module_id)
+                                   ).first()
+
+    def lab_names(self, key_ids: Sequence[str]) -> dict[str, str]:
+        if not key_ids:
+            return {}
+        with self.read() as session:
+            rows = session.execute(select(KeyRow.key_id, KeyRow.lab_name)
+                                   .where(KeyRow.key_id.in_(set(key_ids))))
+            return {kid: lab for kid, lab in rows}
+
+    def list_modules(self, *, backbone: str = "", base_sha256: str = "", kind: str = "",
+                     task: str = "", states: Sequence[str] = ("approved",), after_row_id: int = 0,
+                     limit: int = 100) -> tuple[list[ModuleRow], bool]:
+        """Matching modules in ``row_id`` order after ``after_row_id``; and whether more exist."""
+        query = select(ModuleRow).where(ModuleRow.row_id > after_row_id,
+                                        ModuleRow.state.in_(list(states)))
+        for column, value in ((ModuleRow.backbone, backbone), (ModuleRow.base_sha256, base_sha256),
+                              (ModuleRow.kind, kind), (ModuleRow.task, task)):
+            if value:
+                query = query.where(column == value)
+        with self.read() as session:
+            rows = list(session.scalars(query.order_by(ModuleRow.row_id).limit(limit + 1)))
+        return rows[:limit], len(rows) > limit
+
+    def module_ids(self) -> set[str]:
+        with self.read() as session:
+            return set(session.scalars(select(ModuleRow.module_id)))
+
+    def count_modules(self) -> int:
+        with self.read() as session:
+            return int(session.scalar(select(func.count()).select_from(ModuleRow)) or 0)
+
+    # -- upload sessions ----------------------------------------------------------------------
+
+    def get_upload(self, upload_id: str) -> UploadSessionRow | None:
+        with self.read() as session:
+            return session.get(UploadSessionRow, upload_id)
+
+    def list_uploads(self) -> list[UploadSessionRow]:
+        with self.read() as session:
+            return list(session.scalars(select(UploadSessionRow)))
+
+    def count_uploads(self, contributor_key_id: str) -> int:
+        with self.read() as session:
+            return int(session.scalar(
+                select(func.count()).select_from(UploadSessionRow)
+                .where(UploadSessionRow.contributor_key_id == contributor_key_id)) or 0)
+
+    def set_upload_offset(self, upload_id: str, offset: int) -> None:
+        with self.write() as session:
+            row = session.get(UploadSessionRow, upload_id)
+            if row is not None:
+                row.offset = offset
+
+    def delete_upload(self, upload_id: str) -> None:
+        with self.write() as session:
+            row = session.get(UploadSessionRow, upload_id)
+            if row is not None:
+                session.delete(row)
+
+    # -- audit --------------------------------------------------------------------------------
+
+    def audit_entries(self, after_seq: int, limit: int) -> tuple[list[AuditRow], bool]:
+        with self.read() as session:
+            rows = list(session.scalars(select(AuditRow).where(AuditRow.seq > after_seq)
+                                        .order_by(AuditRow.seq).limit(limit + 1)))
+        return rows[:limit], len(rows) > limit
+
+    def verify_audit(self) -> int:
+        """Check the whole stored chain; returns the number of entries (ValueError if broken)."""
+        with self.read() as session:
+            rows = session.scalars(select(AuditRow).order_by(AuditRow.seq))
+            return verify_chain(to_record(row) for row in rows)
+
+
+def to_record(row: AuditRow) -> AuditRecord:
+    return AuditRecord(seq=row.seq, time=row.time, actor_key_id=row.actor_key_id,
+                       action=row.action, subject=row.subject, detail_json=row.detail_json,
+                       prev_hash=row.prev_hash, entry_hash=row.entry_hash)
+
+
+def details(**kwargs: Any) -> dict[str, Any]:
+    """Audit details without empty values."""
+    return {k: v for k, v in kwargs.items() if v not in (None, "")}
+
+
+__all__ = ["MetadataStore", "ReplayError", "details", "make_engine", "to_record",
+           "utc_now"]
