@@ -226,8 +226,10 @@ def section_transfer(db: str, workdir: Path, factory: ModuleFactory, repeats: in
                 b.upload(warm[0])
                 b.download(len(warm[0]))
 
-            def hub_upload(modules: list[tuple[bytes, dict[str, Any]]]) -> list[str]:
-                return [contribute(stub, lab, hub.hub_id, d, c) for d, c in modules]
+            def hub_upload(modules: list[tuple[bytes, dict[str, Any]]],
+                           phases: dict[str, float]) -> list[str]:
+                return [contribute(stub, lab, hub.hub_id, d, c, phases=phases)
+                        for d, c in modules]
 
             def measure(label: str, make: Callable[[], list[tuple[bytes, dict[str, Any]]]],
                         total: int, reps: int) -> None:
@@ -235,10 +237,12 @@ def section_transfer(db: str, workdir: Path, factory: ModuleFactory, repeats: in
                     "hub_up", "hub_down", "bare_sub_up", "bare_sub_down", "bare_in_up",
                     "bare_in_down", "bare_disk_up")}
                 payload = os.urandom(total)
+                phases: list[dict[str, float]] = []
                 for _ in range(reps):
                     modules = make()
                     assert sum(len(d) for d, _ in modules) == total, label
-                    t, ids = timed(lambda: hub_upload(modules))  # noqa: B023
+                    phases.append({})
+                    t, ids = timed(lambda: hub_upload(modules, phases[-1]))  # noqa: B023
                     times["hub_up"].append(t)
                     times["bare_sub_up"].append(timed(lambda: bare["subprocess"].upload(payload))[0])
                     times["bare_in_up"].append(timed(lambda: bare["in-process"].upload(payload))[0])
@@ -257,7 +261,9 @@ def section_transfer(db: str, workdir: Path, factory: ModuleFactory, repeats: in
                     times["bare_in_down"].append(
                         timed(lambda: bare["in-process"].download(total))[0])
                 best = {k: min(v) for k, v in times.items()}
+                fastest = phases[times["hub_up"].index(best["hub_up"])]
                 row = {"case": label, "bytes": total, "modules": len(modules),
+                       "hub_up_phases_s": fastest,
                        "best_s": best, "all_s": times,
                        "ratio_up_vs_bare_subprocess": best["bare_sub_up"] / best["hub_up"],
                        "ratio_down_vs_bare_subprocess": best["bare_sub_down"] / best["hub_down"],
@@ -282,6 +288,8 @@ def section_transfer(db: str, workdir: Path, factory: ModuleFactory, repeats: in
                       f"{mbs(total, best['bare_in_down']):7.1f} -> ratio "
                       f"{row['ratio_down_vs_bare_subprocess']:.2f} / "
                       f"{row['ratio_down_vs_bare_in_process']:.2f}", flush=True)
+                print(" " * 33 + "hub upload phases (fastest run): " + ", ".join(
+                    f"{k} {ms(v)}" for k, v in fastest.items()), flush=True)
 
             for label, size in sizes:
                 one = len(factory.chgnet_full(0, size)[0])
@@ -292,6 +300,7 @@ def section_transfer(db: str, workdir: Path, factory: ModuleFactory, repeats: in
                     7 * per, max(2, repeats // 2) if not quick else 1)
             out["single_session_64MiB"] = single_session(stub, lab, hub, factory, bare, big,
                                                          max(2, repeats // 2) if not quick else 1)
+        out["cost_model"] = cost_model(workdir, factory, repeats)
     finally:
         for b in bare.values():
             b.close()
@@ -349,6 +358,65 @@ def single_session(stub: hub_pb2_grpc.ModuleServiceStub, lab: Lab, hub: HubProce
     return {"bytes": len(data), "hub_s": hub_times, "bare_sub_s": bare_times,
             "bare_fsync_s": disk_times, "ratio_vs_bare_fsync": min(disk_times) / min(hub_times),
             "ratio_vs_bare_subprocess": ratio, "finish_answer": codes[0]}
+
+
+def cost_model(workdir: Path, factory: ModuleFactory, reps: int) -> dict[str, Any]:
+    """The per-byte steps of the hub's upload and download, each timed alone on 64 MiB in this
+    process (best of ``reps``), to show where the hub's time goes beside the bare transfer."""
+    import safetensors.numpy
+
+    from moma.backbones.registry import get_backbone
+    from moma.modules.safetensors_check import read_safetensors_bytes
+    from moma.modules.store import module_schema
+
+    size = 64 * MIB
+    data = os.urandom(size)
+    pieces = [data[o:o + CHUNK] for o in range(0, size, CHUNK)]
+    target = workdir / "cost-model.bin"
+
+    def write_fsync() -> None:
+        with target.open("wb") as handle:
+            for piece in pieces:
+                handle.write(piece)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def read_back() -> None:
+        assert len(target.read_bytes()) == size
+
+    def chunk_messages() -> None:
+        for i, piece in enumerate(pieces):
+            raw = hub_pb2.UploadRequest(upload_id="x" * 32, chunk=hub_pb2.Chunk(
+                offset=i * CHUNK, data=piece, sha256="0" * 64)).SerializeToString()
+            hub_pb2.UploadRequest.FromString(raw)
+
+    # the module checks on the 1.65 MB of CHGNet tensors, scaled per byte to 64 MiB
+    tensors = {k: v for k, v in sorted(factory.chgnet_state.items())}
+    module = safetensors.numpy.save(tensors)
+    schema = module_schema(get_backbone("chgnet"), "full")
+    steps: dict[str, Callable[[], Any]] = {
+        "sha256 of 64 MiB (once; the hub hashes 2x on upload, 1x + client 2x on download)":
+            lambda: hashlib.sha256(data).hexdigest(),
+        "sha256 per 1 MiB chunk, 64 chunks":
+            lambda: [hashlib.sha256(p).hexdigest() for p in pieces],
+        "write 64 x 1 MiB + fsync": write_fsync,
+        "read the 64 MiB file back": read_back,
+        "protobuf Chunk encode+decode, 64 x 1 MiB": chunk_messages,
+        "copy 64 MiB (bytes(view))": lambda: bytes(memoryview(data)),
+        "module checks (header, schema, load, finite) scaled to 64 MiB": lambda: [
+            read_safetensors_bytes(module, expected=schema) for _ in range(4)],
+    }
+    out: dict[str, Any] = {}
+    print("\n-- cost model: each step of the hub's per-byte work, alone, on 64 MiB --")
+    for name, fn in steps.items():
+        fn()
+        best = min(timed(fn)[0] for _ in range(reps))
+        if name.startswith("module checks"):
+            best *= size / (4 * len(module))
+        out[name] = best
+        print(f"  {name:66s} {ms(best):>10s}  ({size / MIB / best:7.0f} MiB/s)")
+    target.unlink(missing_ok=True)
+    return out
 
 
 # -- (b) list latency ------------------------------------------------------------------------------

@@ -217,16 +217,28 @@ def upload_requests(upload_id: str, data: bytes, size: int = CHUNK
 
 
 def contribute(stub: hub_pb2_grpc.ModuleServiceStub, lab: Lab, hub_id: str, data: bytes,
-               card: dict[str, Any], timeout: float = 300) -> str:
-    """What a lab does: sign a manifest, StartUpload, stream the chunks, FinishUpload."""
+               card: dict[str, Any], timeout: float = 300,
+               phases: dict[str, float] | None = None) -> str:
+    """What a lab does: sign a manifest, StartUpload, stream the chunks, FinishUpload.
+
+    ``phases`` (if given) accumulates the seconds of each step."""
+    t0 = time.perf_counter()
     signed = signed_manifest(lab, data, card, hub_id)
+    t1 = time.perf_counter()
     start = stub.StartUpload(hub_pb2.StartUploadRequest(signed_manifest=signed), timeout=60)
+    t2 = time.perf_counter()
     sent = stub.Upload(upload_requests(start.upload_id, data, min(CHUNK, start.chunk_size)),
                        timeout=timeout)
     if sent.offset != len(data):
         raise RuntimeError(f"hub holds {sent.offset} of {len(data)} bytes after the stream")
+    t3 = time.perf_counter()
     done = stub.FinishUpload(hub_pb2.FinishUploadRequest(upload_id=start.upload_id),
                              timeout=timeout)
+    t4 = time.perf_counter()
+    if phases is not None:
+        for name, seconds in (("sign", t1 - t0), ("start", t2 - t1), ("stream", t3 - t2),
+                              ("finish", t4 - t3)):
+            phases[name] = phases.get(name, 0.0) + seconds
     return str(done.module.module_id)
 
 

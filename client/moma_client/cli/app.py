@@ -11,6 +11,9 @@ import typer
 from moma.errors import ExitCode, MomaError
 from moma_client.cli.common import err
 from moma_client.cli.compose import compose
+from moma_client.cli.contribute import contribute
+from moma_client.cli.hub_modules import extend_modules_app
+from moma_client.cli.keys_init import keys_app
 from moma_client.cli.modules import modules_app
 from moma_client.cli.predict import predict
 from moma_client.cli.train import train
@@ -25,7 +28,10 @@ app = typer.Typer(
 app.command("train")(train)
 app.command("predict")(predict)
 app.command("compose")(compose)
+app.command("contribute")(contribute)
+extend_modules_app(modules_app)  # list/show/pull also read a hub (--hub)
 app.add_typer(modules_app, name="modules")
+app.add_typer(keys_app, name="keys")
 
 
 def main(argv: list[str] | None = None) -> None:

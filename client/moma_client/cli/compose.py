@@ -12,16 +12,32 @@ from moma.amc.pipeline import run_compose
 from moma.amc.selection import candidate_modules
 from moma.backbones.registry import get_backbone
 from moma.data.readers import load_dataset
+from moma.errors import MomaError
 from moma.modules.store import load_module
 from moma.training.loop import EpochStats, TrainConfig
 from moma.training.run import prepare
 from moma_client.cli.common import err, out, print_json, progress
+from moma_client.cli.hub_options import (
+    Ca,
+    ClientCert,
+    ClientKey,
+    HubKey,
+    Insecure,
+    hub_candidate_folders,
+)
+from moma_client.hub.cache import default_cache
 
 
 def compose(
     data: Annotated[str, typer.Option(help="Dataset (same forms as train --data).")],
-    modules: Annotated[list[Path], typer.Option(help="Folder(s) of candidate modules.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.json, the composed module and figures.")],
+    modules: Annotated[list[Path], typer.Option(help="Folder(s) of candidate modules.")] = [],  # noqa: B006
+    hub: Annotated[str | None, typer.Option("--hub", help="Also take candidates from this hub: approved, verified, cached in $MOMA_CACHE/modules (only listings, cards and downloads are requested).")] = None,
+    hub_key: HubKey = None,
+    ca: Ca = None,
+    client_cert: ClientCert = None,
+    client_key: ClientKey = None,
+    insecure: Insecure = False,
     task: Annotated[str | None, typer.Option(help="Task name (default: the dataset's).")] = None,
     target: Annotated[str | None, typer.Option(help="Target column for multi-target data.")] = None,
     backbone: Annotated[str, typer.Option(help="cgcnn or chgnet.")] = "cgcnn",
@@ -49,14 +65,20 @@ def compose(
     dataset = load_dataset(data, task=task, target=target, skip_invalid=skip_invalid)
     err.print(dataset.report.summary())
     needs_modules = strategy not in ("backbone-ft", "scratch")
-    candidates = (candidate_modules(modules, backbone=backbone, kind=kind,
+    folders = list(modules)
+    if hub and needs_modules:
+        folders += hub_candidate_folders(hub, hub_key, ca, client_cert, client_key, insecure,
+                                         backbone=backbone, kind=kind, exclude_task=dataset.name)
+    if needs_modules and not folders:
+        raise MomaError("compose needs candidate modules: pass --modules DIR and/or --hub ADDR")
+    candidates = (candidate_modules(folders, backbone=backbone, kind=kind,
                                     exclude_task=dataset.name) if needs_modules else [])
     options = ComposeOptions(
         strategy=strategy, merge=merge, kind=kind, k=k, threshold=threshold, solver=solver,
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
                           head_lr_factor=head_lr_factor, patience=patience, seed=seed,
                           device=device),
-        base_dirs=tuple(modules),
+        base_dirs=tuple(folders) + ((default_cache(),) if hub else ()),
         base_module=load_module(base_module) if base_module else None,
     )
     with progress() as bar:

@@ -114,7 +114,7 @@ def run_compose(
         "train_size": len(train_g), "n_val": len(val_g), "n_test": len(test_g),
         "candidates": selection_json or [
             {"name": m.card.name, "module_id": m.module_id, "task": m.card.task}
-            for m in candidates] if options.strategy not in ("backbone-ft", "scratch") else [],
+            for m in candidates],
         "composed_from": [{"name": m.card.name, "module_id": m.module_id, "weight": float(w)}
                           for m, w in zip(chosen.modules, chosen.weights, strict=True)],
         "ensemble_proxy_mae": (chosen.selection.ensemble_proxy_mae
