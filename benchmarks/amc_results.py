@@ -81,6 +81,7 @@ class Run:
     merge: str = "auto"
     kind: str = "full"
     label: str = ""
+    with_base: bool = False  # the shared base module itself is a candidate too
 
     @property
     def name(self) -> str:
@@ -105,6 +106,12 @@ PLANS: dict[str, list[Run]] = {
         Run("chgnet", "backbone-ft"),
         Run("chgnet", "amc", label="amc-full"),
         Run("chgnet", "amc", kind="adapter", label="amc-adapter"),
+    ],
+    # Remedies tried where AMC's average trails backbone-ft (see docs/results.md).
+    "remedies": [
+        Run("cgcnn", "amc", merge="top1", label="amc-full-top1"),
+        Run("cgcnn", "amc", with_base=True, label="amc-full+base"),
+        Run("cgcnn", "amc", merge="top1", with_base=True, label="amc-full-top1+base"),
     ],
     "fewshot": [
         Run("cgcnn", "backbone-ft"),
@@ -149,6 +156,8 @@ def execute(run: Run, task: str, split: str, train_size: int | None, profile: st
                                     exclude_task=task) if needs_modules else [])
     excluded = leaking_sources(task, split) if run.hub != "moe18" else []
     candidates = [c for c in candidates if c.card.task not in excluded]
+    if run.with_base:
+        candidates.append(load_module(moe18_modules() / "mp_eform"))
     tick = time.perf_counter()
     out = RUNS / "amc" / profile / path.relative_to(RESULTS / profile).with_suffix("")
     result = run_compose(data, backbone, candidates, options, out, seed=0,
