@@ -22,7 +22,10 @@ signed modules; results are printed and written to ``benchmarks/results/hub/<db>
     therefore 7 distinct valid modules of 64/7 MiB each, uploaded (and downloaded) one after the
     other with every per-module cost (signature, StartUpload, checks, commit), against one bare
     64 MiB stream; plus one 64 MiB upload session (streamed, chunk-hashed, fsynced, whole-file
-    hashed, header parsed) that the hub then refuses at the schema check, as it must.
+    hashed, header parsed) that the hub then refuses at the schema check, as it must. The same
+    64 MiB also goes through the project's own client package (``moma_client.hub.contribute``
+    and ``ModuleCache.fetch``, which add the client's module checks, its partial file and its
+    cache install). A cost model times each per-byte step of the hub alone on 64 MiB.
 
 (b) list latency with ``--list-modules`` (10,000) approved modules, every one a real upload
     (CGCNN adapter modules, 75 kB, from ``--fill-clients`` concurrent clients) approved through
@@ -60,7 +63,7 @@ from typing import Any
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hub_harness import (  # noqa: E402
+from hub_harness import (
     CHUNK,
     MIB,
     HubProcess,
@@ -73,7 +76,7 @@ from hub_harness import (  # noqa: E402
     read_line,
 )
 
-from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc  # noqa: E402
+from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hub"
 BARE_SERVICE = "bench.Bare"
@@ -182,7 +185,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def ms(seconds: float) -> str:
@@ -244,7 +247,8 @@ def section_transfer(db: str, workdir: Path, factory: ModuleFactory, repeats: in
                     phases.append({})
                     t, ids = timed(lambda: hub_upload(modules, phases[-1]))  # noqa: B023
                     times["hub_up"].append(t)
-                    times["bare_sub_up"].append(timed(lambda: bare["subprocess"].upload(payload))[0])
+                    times["bare_sub_up"].append(
+                        timed(lambda: bare["subprocess"].upload(payload))[0])
                     times["bare_in_up"].append(timed(lambda: bare["in-process"].upload(payload))[0])
                     times["bare_disk_up"].append(
                         timed(lambda: bare["subprocess"].upload_disk(payload))[0])
@@ -293,11 +297,17 @@ def section_transfer(db: str, workdir: Path, factory: ModuleFactory, repeats: in
 
             for label, size in sizes:
                 one = len(factory.chgnet_full(0, size)[0])
-                measure(label, lambda size=size: [factory.chgnet_full(next(seed), size)],
-                        one, repeats)
+                def make(size: int = size) -> list[tuple[bytes, dict[str, Any]]]:
+                    return [factory.chgnet_full(next(seed), size)]
+
+                measure(label, make, one, repeats)
             measure("64MiB_as_7_valid_modules",
                     lambda: [factory.chgnet_full(next(seed), per) for _ in range(7)],
                     7 * per, max(2, repeats // 2) if not quick else 1)
+            out["client_package_64MiB"] = client_package(
+                hub, channel, lab, workdir, bare["subprocess"],
+                lambda: [factory.chgnet_full(next(seed), per) for _ in range(7)],
+                max(2, repeats // 2) if not quick else 1)
             out["single_session_64MiB"] = single_session(stub, lab, hub, factory, bare, big,
                                                          max(2, repeats // 2) if not quick else 1)
         out["cost_model"] = cost_model(workdir, factory, repeats)
@@ -310,6 +320,60 @@ def section_transfer(db: str, workdir: Path, factory: ModuleFactory, repeats: in
     return out
 
 
+def client_package(hub: HubProcess, channel: grpc.Channel, lab: Lab, workdir: Path,
+                   bare: BareClient, make: Callable[[], list[tuple[bytes, dict[str, Any]]]],
+                   reps: int) -> dict[str, Any]:
+    """The same 64 MiB (7 valid modules) through the project's own client package:
+    ``moma_client.hub.contribute`` (loads and checks the module folder, signs, streams,
+    finishes) and ``ModuleCache.fetch`` (streams to a partial file, fsyncs, verifies the
+    signatures and the sha256, installs the module folder after checking it again)."""
+    from moma.modules.card import ModuleCard
+    from moma.modules.store import save_module_bytes
+    from moma.trust.keys import public_key_from_raw
+    from moma_client.hub import HubClient, ModuleCache, Transport, contribute
+
+    os.environ["MOMA_CACHE"] = str(workdir / "client-cache")
+    os.environ["MOMA_KNOWN_HUBS"] = str(workdir / "known_hubs.json")
+    stub = hub_pb2_grpc.ModuleServiceStub(channel)
+    hub_key = public_key_from_raw(stub.GetHubInfo(hub_pb2.GetHubInfoRequest()).hub_public_key)
+    times: dict[str, list[float]] = {"up": [], "down": [], "bare_up": [], "bare_down": []}
+    total = 0
+    with HubClient(Transport(hub.address, insecure=True), hub_key=hub_key) as client:
+        for rep in range(reps):
+            modules = make()
+            total = sum(len(d) for d, _ in modules)
+            folders = []
+            for i, (data, card) in enumerate(modules):
+                folder = workdir / f"client-modules-{rep}-{i}"
+                save_module_bytes(folder, data, ModuleCard.from_json(card))
+                folders.append(folder)
+            t, done = timed(lambda: [contribute(client, lab.private, f)
+                                     for f in folders])  # noqa: B023
+            times["up"].append(t)
+            times["bare_up"].append(timed(lambda: bare.upload(b"\0" * total))[0])  # noqa: B023
+            ids = [c.module.module_id for c in done]
+            for module_id in ids:
+                approve(hub, channel, module_id)
+            cache = ModuleCache(workdir / f"client-cache-{rep}")
+            t, fetched = timed(lambda: [cache.fetch(client, m) for m in ids])  # noqa: B023
+            times["down"].append(t)
+            times["bare_down"].append(timed(lambda: bare.download(total))[0])  # noqa: B023
+            for f, (data, _) in zip(fetched, modules, strict=True):
+                got = (f.path / "module.safetensors").read_bytes()
+                if got != data:
+                    raise RuntimeError(f"client package fetched other bytes for {f.path}")
+    best = {k: min(v) for k, v in times.items()}
+    out = {"bytes": total, "modules": 7, "all_s": times, "best_s": best,
+           "ratio_up_vs_bare_subprocess": best["bare_up"] / best["up"],
+           "ratio_down_vs_bare_subprocess": best["bare_down"] / best["down"]}
+    print(f"{'64MiB via moma_client.hub':32s} {total / MIB:6.2f} MiB x7  up: client "
+          f"{mbs(total, best['up']):7.1f} MiB/s, bare(sub) {mbs(total, best['bare_up']):7.1f} "
+          f"-> ratio {out['ratio_up_vs_bare_subprocess']:.2f} | down: client "
+          f"{mbs(total, best['down']):7.1f}, bare(sub) {mbs(total, best['bare_down']):7.1f} "
+          f"-> ratio {out['ratio_down_vs_bare_subprocess']:.2f}", flush=True)
+    return out
+
+
 def single_session(stub: hub_pb2_grpc.ModuleServiceStub, lab: Lab, hub: HubProcess,
                    factory: ModuleFactory, bare: dict[str, BareClient], size: int,
                    reps: int) -> dict[str, Any]:
@@ -317,7 +381,6 @@ def single_session(stub: hub_pb2_grpc.ModuleServiceStub, lab: Lab, hub: HubProce
     parses the header, then refuses it at the schema check (an extra tensor)."""
     import numpy as np
     import safetensors.numpy
-
     from hub_harness import signed_manifest, upload_requests
 
     tensors = dict(factory.chgnet_state)
@@ -535,7 +598,7 @@ def section_list(db: str, workdir: Path, factory: ModuleFactory, total: int, sma
     return out
 
 
-# -- (c) concurrent clients --------------------------------------------------------------------------
+# -- (c) concurrent clients -----------------------------------------------------------------------
 
 
 def section_concurrent(db: str, workdir: Path, factory: ModuleFactory, clients: int,
@@ -584,7 +647,7 @@ def section_concurrent(db: str, workdir: Path, factory: ModuleFactory, clients: 
                     for data, card in modules[c]:
                         if time.monotonic() > deadline:
                             raise TimeoutError("benchmark budget exceeded")
-                        t, module_id = timed(lambda: contribute(  # noqa: B023
+                        t, module_id = timed(lambda: contribute(
                             stub, labs[c], hub.hub_id, data, card))  # noqa: B023
                         t2, _ = timed(lambda: approve(hub, channel, module_id))  # noqa: B023
                         with lock:
@@ -625,7 +688,7 @@ def section_concurrent(db: str, workdir: Path, factory: ModuleFactory, clients: 
         lost = sorted(set(expected) - listed)
         lost_blobs = sorted(set(expected) - set(blob_files))
     total = bytes_moved["up"] + bytes_moved["down"]
-    out = {
+    out: dict[str, Any] = {
         "clients": clients, "modules_per_client": per_client, "module_bytes": len(
             next(iter(expected.values()))),
         "wall_s": wall, "uploads": len(stats["upload"]), "downloads": len(stats["download"]),
@@ -655,7 +718,7 @@ def section_concurrent(db: str, workdir: Path, factory: ModuleFactory, clients: 
     return out
 
 
-# -- databases ---------------------------------------------------------------------------------------
+# -- databases ------------------------------------------------------------------------------------
 
 
 def db_name(db: str) -> str:
@@ -712,7 +775,7 @@ class Postgres:
             subprocess.run(["pg_ctlcluster", "15", "main", "stop"], timeout=120, check=False)
 
 
-# -- main -----------------------------------------------------------------------------------------------
+# -- main -----------------------------------------------------------------------------------------
 
 
 def run(db_kind: str, args: argparse.Namespace, factory: ModuleFactory,

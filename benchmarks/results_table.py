@@ -140,12 +140,15 @@ def main() -> None:
             if not label.startswith("__"):
                 cg[task][f"moe18:{label}"] = values
     labels = ["scratch", "backbone-ft", "amc-full", "amc-adapter", "select-average",
-              "all-average", "random", "moe18:amc-top1", "moe18:amc-ensemble"]
+              "all-average", "random", "moe18:amc-top1", "moe18:amc-ensemble",
+              "amc-full-top1", "amc-full+base", "amc-full-top1+base"]
     titles = {"moe18:amc-top1": "MoE-18 AMC top1", "moe18:amc-ensemble": "MoE-18 AMC ensemble"}
     present = [lab for lab in labels if any(cg[t].get(lab) for t in cg)]
     text, _ = markdown_table(cg, present, titles)
     parts += ["## CGCNN (shared base: the imported mp_eform module)", "", text, ""]
     for a, b in [("amc-full", "backbone-ft"), ("amc-adapter", "backbone-ft"),
+                 ("amc-full-top1", "backbone-ft"), ("amc-full+base", "backbone-ft"),
+                 ("amc-full-top1+base", "backbone-ft"), ("moe18:amc-ensemble", "backbone-ft"),
                  ("moe18:amc-top1", "backbone-ft"), ("amc-full", "all-average"),
                  ("amc-full", "random"), ("amc-full", "select-average")]:
         won, n, rel = wins(cg, a, b)

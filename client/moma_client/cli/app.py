@@ -12,6 +12,7 @@ from moma.errors import ExitCode, MomaError
 from moma_client.cli.common import err
 from moma_client.cli.compose import compose
 from moma_client.cli.contribute import contribute
+from moma_client.cli.federate import federate_app
 from moma_client.cli.hub_modules import extend_modules_app
 from moma_client.cli.keys_init import keys_app
 from moma_client.cli.modules import modules_app
@@ -32,6 +33,7 @@ app.command("contribute")(contribute)
 extend_modules_app(modules_app)  # list/show/pull also read a hub (--hub)
 app.add_typer(modules_app, name="modules")
 app.add_typer(keys_app, name="keys")
+app.add_typer(federate_app, name="federate")
 
 
 def main(argv: list[str] | None = None) -> None:
