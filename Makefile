@@ -31,7 +31,9 @@ lint: setup
 	$(VENV)/bin/mypy shared client server
 
 bench: setup
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_core.py
+	$(PY) benchmarks/bench_amc_selection.py
+	$(PY) benchmarks/bench_hub.py --db sqlite
 
 protos: setup
 	$(PY) scripts/gen_protos.py
