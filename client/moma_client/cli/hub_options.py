@@ -1,0 +1,63 @@
+"""Options every hub command shares (address, TLS, hub key pin) and how they become a client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from moma_client.cli.common import err, out, step
+from moma_client.hub.cache import ModuleCache
+from moma_client.hub.candidates import fetch_candidates
+from moma_client.hub.client import HubClient
+from moma_client.hub.connection import Transport
+from moma_client.hub.pinning import parse_hub_key
+
+HubAddr = Annotated[str, typer.Option("--hub", envvar="MOMA_HUB", help="Hub address host:port.")]
+HubKey = Annotated[str | None, typer.Option("--hub-key", envvar="MOMA_HUB_KEY", help="The hub's public key (base64 or PEM file) to pin; default: trust on first use, remembered in known_hubs.json ($MOMA_KNOWN_HUBS).")]
+Ca = Annotated[Path | None, typer.Option("--ca", help="CA certificate (PEM) that signed the hub's TLS certificate (default: system roots).")]
+ClientCert = Annotated[Path | None, typer.Option("--client-cert", help="Client certificate (PEM) for mutual TLS.")]
+ClientKey = Annotated[Path | None, typer.Option("--client-key", help="Client TLS private key (PEM) for mutual TLS.")]
+Insecure = Annotated[bool, typer.Option("--insecure", help="Plaintext gRPC (a hub on loopback only); TLS is the default.")]
+
+
+def line(text: str) -> None:
+    """One result line on stdout: never wrapped (ids stay copyable), no rich markup."""
+    out.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
+
+
+def connect(hub: str, hub_key: str | None, ca: Path | None, client_cert: Path | None,
+            client_key: Path | None, insecure: bool) -> HubClient:
+    """Open a channel, fetch the hub's identity and pin its key (or refuse)."""
+    transport = Transport(hub, ca=ca, client_cert=client_cert, client_key=client_key,
+                          insecure=insecure)
+    expected = parse_hub_key(hub_key) if hub_key else None
+    return HubClient(transport, hub_key=expected, warn=warn)
+
+
+def hub_candidate_folders(hub: str, hub_key: str | None, ca: Path | None,
+                          client_cert: Path | None, client_key: Path | None, insecure: bool, *,
+                          backbone: str, kind: str, exclude_task: str | None) -> list[Path]:
+    """Compose's candidates from a hub, as cache folders for the local code path.
+
+    Sends only GetHubInfo, ListModules (backbone, kind), GetCard and Download (module ids).
+    """
+    cache = ModuleCache()
+    with connect(hub, hub_key, ca, client_cert, client_key, insecure) as client, \
+            step(f"hub {client.hub_id}", 1) as update:
+        found = fetch_candidates(client, cache, backbone=backbone, kind=kind,
+                                 exclude_task=exclude_task,
+                                 on_module=lambda n, total, _card: update(n, total))
+    for module_id, why in found.skipped:
+        err.print(f"hub: skipped {module_id[:12]}: {why}", soft_wrap=True, markup=False)
+    err.print(f"hub {client.hub_id}: {len(found.folders)} approved {kind} {backbone} candidates "
+              f"verified; {found.downloads} downloaded ({found.downloaded_bytes} bytes), "
+              f"{len(found.folders) - found.downloads} from the cache {cache.root}",
+              soft_wrap=True, markup=False)
+    return found.folders
