@@ -25,6 +25,10 @@ for needed in "$task" "$castelli" "$shared/modules/moe18-cgcnn"; do
     cat >&2 <<MSG
 No shared data at $shared (missing $needed).
 Point MOMA_SHARED at the shared data folder (datasets and the MoE-(18) modules).
+Without it, modules can still be trained on a matminer dataset by name (downloaded once, needs
+internet), e.g.:
+  .venv/bin/moma-client train --data matminer:jarvis_dft_2d --target exfoliation_energy \
+      --split random --out runs/exfoliation
 MSG
     exit 3
   fi
