@@ -27,7 +27,7 @@ No shared data at $shared (missing $needed).
 Point MOMA_SHARED at the shared data folder (datasets and the MoE-(18) modules).
 Without it, modules can still be trained on a matminer dataset by name (downloaded once, needs
 internet), e.g.:
-  .venv/bin/moma-client train --data matminer:jarvis_dft_2d --target exfoliation_energy \
+  .venv/bin/moma-client train --data matminer:jarvis_dft_2d --target exfoliation_en \
       --split random --out runs/exfoliation
 MSG
     exit 3
