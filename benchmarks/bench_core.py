@@ -99,8 +99,8 @@ def _start(backbone):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", default="cgcnn,chgnet")
-    parser.add_argument("--n", type=int, default=320)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--n", type=int, default=640)
+    parser.add_argument("--epochs", type=int, default=8)
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     results = {}

@@ -117,3 +117,15 @@ def test_embedding_and_prediction_shapes(backbone: CGCNNBackbone,
     # Batching must not mix crystals: one-by-one equals batched.
     single = np.concatenate([embed_graphs(backbone, model, [g]) for g in graphs])
     assert np.allclose(single, embed_graphs(backbone, model, graphs), atol=1e-5)
+
+
+def test_fast_collate_equals_pyg_from_data_list(backbone: CGCNNBackbone,
+                                                jarvis_2d_eform: dict[str, Any]) -> None:
+    structures = [(r["id"], to_structure(r)) for r in jarvis_2d_eform["records"][:9]]
+    graphs = featurize(backbone.featurizer(), structures, cache=False).graphs
+    fast, ref = backbone.collate(graphs), backbone.collate_reference(graphs)
+    assert fast.num_graphs == ref.num_graphs == 9
+    for key in ("atomic_numbers", "nbr_index", "nbr_dist", "batch", "ptr"):
+        assert torch.equal(getattr(fast, key), getattr(ref, key)), key
+    moved = fast.to("cpu")
+    assert moved.num_graphs == 9
