@@ -38,7 +38,7 @@ def stages(backbone: CGCNNBackbone, modules: list, graphs: list, y: np.ndarray,
 def _stages_once(backbone: CGCNNBackbone, modules: list, graphs: list,
                  y: np.ndarray) -> dict[str, float]:
     t0 = time.perf_counter()
-    embeddings = [embed_graphs(backbone, model_from_module(backbone, m), graphs, batch_size=256)
+    embeddings = [embed_graphs(backbone, model_from_module(backbone, m), graphs, batch_size=64)
                   for m in modules]
     t1 = time.perf_counter()
     proxies = np.stack([loo_knn_predict(x, y) for x in embeddings], axis=1)

@@ -93,7 +93,7 @@ def encode(backbone: Backbone, modules: Sequence[LoadedModule], graphs: Sequence
     out = []
     for n, module in enumerate(modules, start=1):
         model = model_from_module(backbone, module, base_dirs).to(device)
-        out.append(embed_graphs(backbone, model, graphs, device=device))
+        out.append(embed_graphs(backbone, model, graphs, batch_size=64, device=device))
         if on_module is not None:
             on_module(n, len(modules))
     return out
