@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
+from safetensors import torch as safetensors_torch
 
 from moma.errors import ModuleFormatError
 
@@ -276,7 +276,7 @@ def read_safetensors_bytes(
     if expected is not None:
         check_schema(infos, expected, source, schema_name)
     try:
-        state = safetensors.torch.load(data)
+        state = safetensors_torch.load(data)
     except Exception as exc:  # the library's own checks, after ours: should not happen
         raise _fail(source, f"safetensors could not read the file ({exc}); {_REFETCH}") from None
     check_finite(state, source)
