@@ -77,6 +77,7 @@ from hub_harness import (
 )
 
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
+from moma.trust.chunks import make_chunk
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hub"
 BARE_SERVICE = "bench.Bare"
@@ -449,8 +450,8 @@ def cost_model(workdir: Path, factory: ModuleFactory, reps: int) -> dict[str, An
 
     def chunk_messages() -> None:
         for i, piece in enumerate(pieces):
-            raw = hub_pb2.UploadRequest(upload_id="x" * 32, chunk=hub_pb2.Chunk(
-                offset=i * CHUNK, data=piece, sha256="0" * 64)).SerializeToString()
+            raw = hub_pb2.UploadRequest(upload_id="x" * 32,
+                                        chunk=make_chunk(i * CHUNK, piece)).SerializeToString()
             hub_pb2.UploadRequest.FromString(raw)
 
     # the module checks on the 1.65 MB of CHGNet tensors, scaled per byte to 64 MiB

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.message import Message
 
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
+from moma.trust.chunks import chunk_intact, make_chunk
 from moma.trust.keys import (
     generate_keypair,
     key_id,
@@ -212,8 +213,7 @@ def upload_requests(upload_id: str, data: bytes, size: int = CHUNK
     view = memoryview(data)
     for offset in range(0, len(data), size):
         piece = view[offset:offset + size]
-        yield hub_pb2.UploadRequest(upload_id=upload_id, chunk=hub_pb2.Chunk(
-            offset=offset, data=bytes(piece), sha256=hashlib.sha256(piece).hexdigest()))
+        yield hub_pb2.UploadRequest(upload_id=upload_id, chunk=make_chunk(offset, bytes(piece)))
 
 
 def contribute(stub: hub_pb2_grpc.ModuleServiceStub, lab: Lab, hub_id: str, data: bytes,
@@ -255,7 +255,7 @@ def fetch_verified(stub: hub_pb2_grpc.ModuleServiceStub, module_id: str,
             header = message.header
             continue
         chunk = message.chunk
-        if chunk.offset != held or hashlib.sha256(chunk.data).hexdigest() != chunk.sha256:
+        if chunk.offset != held or not chunk_intact(chunk):
             raise RuntimeError(f"module {module_id}: bad chunk at offset {chunk.offset}")
         parts.append(chunk.data)
         held += len(chunk.data)

@@ -29,8 +29,8 @@ from moma_client.federation.local import local_federation, split_dataset
 from moma_client.federation.protocol import RunSpec
 
 TASK = "jarvis_2d_eform"
-ROUNDS = 4
-LOCAL_EPOCHS = 4
+ROUNDS = 8
+LOCAL_EPOCHS = 2
 LR = 1e-3
 
 

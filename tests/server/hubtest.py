@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.message import Message
 
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
+from moma.trust.chunks import chunk_intact, make_chunk
 from moma.trust.keys import (
     generate_keypair,
     key_id,
@@ -206,8 +207,7 @@ def chunks(upload_id: str, data: bytes, start: int = 0, size: int = CHUNK
            ) -> Iterator[hub_pb2.UploadRequest]:
     for offset in range(start, len(data), size):
         piece = data[offset:offset + size]
-        yield hub_pb2.UploadRequest(upload_id=upload_id, chunk=hub_pb2.Chunk(
-            offset=offset, data=piece, sha256=hashlib.sha256(piece).hexdigest()))
+        yield hub_pb2.UploadRequest(upload_id=upload_id, chunk=make_chunk(offset, piece))
 
 
 def upload(stub: hub_pb2_grpc.ModuleServiceStub, signed: hub_pb2.SignedManifest, data: bytes,
@@ -229,7 +229,7 @@ def download(stub: hub_pb2_grpc.ModuleServiceStub, module_id: str, offset: int =
         if message.HasField("header"):
             header = message.header
         else:
-            assert hashlib.sha256(message.chunk.data).hexdigest() == message.chunk.sha256
+            assert chunk_intact(message.chunk)
             assert message.chunk.offset == offset + sum(map(len, parts))
             parts.append(message.chunk.data)
     assert header is not None

@@ -178,7 +178,7 @@ def test_chunk_altered_in_transit(hub: HubProcess, modules: ModuleStub, lab: Lab
     bad = next(chunks(start.upload_id, data, size=100_000))
     bad.chunk.data = b"X" + bad.chunk.data[1:]
     refused(lambda: modules.Upload(iter([bad]), timeout=10), grpc.StatusCode.DATA_LOSS,
-            "does not match its sha256", "resend it from offset 0")
+            "does not match its CRC-32", "resend it from offset 0")
     status = modules.GetUploadStatus(hub_pb2.GetUploadStatusRequest(upload_id=start.upload_id),
                                      timeout=10)
     assert status.offset == 0  # the chunk was dropped
@@ -186,6 +186,22 @@ def test_chunk_altered_in_transit(hub: HubProcess, modules: ModuleStub, lab: Lab
     refused(lambda: modules.FinishUpload(hub_pb2.FinishUploadRequest(upload_id=start.upload_id),
                                          timeout=10),
             grpc.StatusCode.FAILED_PRECONDITION, "incomplete", "offset 0")
+
+
+def test_chunk_without_checksum(hub: HubProcess, modules: ModuleStub, lab: Lab,
+                                pool: ModulePool) -> None:
+    data, card = pool.spare
+    start = modules.StartUpload(hub_pb2.StartUploadRequest(
+        signed_manifest=signed_manifest(lab, data, card, hub.hub_id)), timeout=10)
+    before = hub.snapshot()
+    bare = next(chunks(start.upload_id, data, size=100_000))
+    bare.chunk.ClearField("crc32")
+    refused(lambda: modules.Upload(iter([bare]), timeout=10), grpc.StatusCode.INVALID_ARGUMENT,
+            "has no crc32", "make_chunk")
+    status = modules.GetUploadStatus(hub_pb2.GetUploadStatusRequest(upload_id=start.upload_id),
+                                     timeout=10)
+    assert status.offset == 0
+    assert hub.snapshot() == before
 
 
 def test_upload_above_size_limit(hub: HubProcess, modules: ModuleStub, lab: Lab,

@@ -8,9 +8,10 @@ Layout under ``$MOMA_CACHE/modules/``::
     .partial/<sha256>.part        bytes of an unfinished download (resumed from its size)
 
 A folder named by a sha256 appears only complete and verified: bytes stream into a ``.partial``
-file (hidden, so module listings never see it), are checked (chunk digests on the way; then
-size, sha256, contributor signature, hub countersignature with the pinned key, schema, finite
-weights), assembled in a hidden staging folder and renamed into place in one step. A broken
+file (hidden, so module listings never see it), are checked (each chunk's CRC-32 and the
+running sha256 of the whole file on the way; then size, sha256, contributor signature, hub
+countersignature with the pinned key, schema, finite weights), assembled in a hidden staging
+folder (the partial file is moved there, not copied) and renamed into place in one step. A broken
 connection resumes from the bytes already on disk; anything that fails a check is deleted.
 """
 
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import grpc
 
@@ -34,8 +35,9 @@ from moma.atomic_io import write_json
 from moma.errors import ModuleFormatError, MomaError, TrustError
 from moma.modules.card import ModuleCard, is_sha256
 from moma.modules.safetensors_check import MAX_MODULE_BYTES
-from moma.modules.store import LoadedModule, load_module, save_module_bytes, sha256_file
+from moma.modules.store import LoadedModule, adopt_module_file, load_module
 from moma.paths import cache_dir
+from moma.trust.chunks import chunk_intact
 from moma_client.hub.client import HubClient, VerifiedRecord, verify_record
 from moma_client.hub.connection import RETRYABLE, HubError, describe
 
@@ -102,10 +104,10 @@ class ModuleCache:
             if module is not None:
                 return Fetched(module.path, module, 0, True)
             start = part.stat().st_size if part.exists() else 0
-            record = _download(client, module_id, part, expected, on_bytes)
+            received = _download(client, module_id, part, expected, on_bytes)
             moved = part.stat().st_size - start
             try:
-                module = self._install(client, module_id, part, record)
+                module = self._install(client, module_id, part, received)
             except MomaError:
                 part.unlink(missing_ok=True)
                 raise
@@ -113,17 +115,17 @@ class ModuleCache:
         return Fetched(module.path, module, moved, False)
 
     def _install(self, client: HubClient, module_id: str, part: Path,
-                 record: VerifiedRecord) -> LoadedModule:
-        actual = sha256_file(part)
-        if actual != module_id:
+                 received: Received) -> LoadedModule:
+        actual = received.hasher.hexdigest()
+        if actual != module_id or len(received.data) != part.stat().st_size:
             raise TrustError(f"downloaded bytes of module {module_id} hash to {actual}: the "
                              "download was corrupted or altered; run the command again")
+        record = received.record
         card = ModuleCard.from_json(record.manifest.card, source=f"card of module {module_id}")
         staging = self.partial / f"{module_id}.{secrets.token_hex(6)}.dir"
         try:
-            save_module_bytes(staging, part.read_bytes(), card, verify_id=True)
             write_json(staging / PROVENANCE_FILE, record.provenance(client.hub_id, client.address))
-            loaded = load_module(staging)
+            loaded = adopt_module_file(staging, part, bytes(received.data), card, module_id)
             final = self.path(module_id)
             try:
                 os.rename(staging, final)
@@ -137,17 +139,34 @@ class ModuleCache:
                             module_id=loaded.module_id)
 
 
+@dataclass
+class Received:
+    """A download's verified record, and the bytes and running sha256 of its partial file."""
+
+    record: VerifiedRecord
+    data: bytearray
+    hasher: Any
+
+
 def _download(client: HubClient, module_id: str, part: Path, expected: VerifiedRecord | None,
-              on_bytes: Callable[[int, int], None] | None) -> VerifiedRecord:
-    """Append the missing bytes of ``module_id`` to ``part``, resuming after broken streams."""
+              on_bytes: Callable[[int, int], None] | None) -> Received:
+    """Append the missing bytes of ``module_id`` to ``part``, resuming after broken streams.
+
+    The bytes are also kept in memory and hashed as they arrive, so the file is neither read
+    back nor hashed again; after a broken stream both are rebuilt from the file (the truth).
+    """
     record: VerifiedRecord | None = None
     failures = 0
+    data, hasher = bytearray(), hashlib.sha256()
     while True:
         offset = part.stat().st_size if part.exists() else 0
+        if offset != len(data):  # a partial file from an earlier run, or a cut write
+            data, hasher = bytearray(part.read_bytes()), hashlib.sha256()
+            hasher.update(data)
         try:
             with part.open("ab") as handle:
                 record, size = _stream_into(client, module_id, offset, handle, expected,
-                                            on_bytes)
+                                            on_bytes, data, hasher)
                 handle.flush()
                 os.fsync(handle.fileno())
         except grpc.RpcError as exc:
@@ -161,7 +180,7 @@ def _download(client: HubClient, module_id: str, part: Path, expected: VerifiedR
             time.sleep(min(0.5 * 2 ** failures, 5.0))
             continue
         if part.stat().st_size == size:
-            return record
+            return Received(record, data, hasher)
         failures += 1  # the stream ended early without an error: ask for the rest
         if failures >= DOWNLOAD_ATTEMPTS:
             raise HubError(f"downloading module {module_id}: the hub kept ending the stream "
@@ -169,8 +188,8 @@ def _download(client: HubClient, module_id: str, part: Path, expected: VerifiedR
 
 
 def _stream_into(client: HubClient, module_id: str, offset: int, handle: BinaryIO,
-                 expected: VerifiedRecord | None,
-                 on_bytes: Callable[[int, int], None] | None) -> tuple[VerifiedRecord, int]:
+                 expected: VerifiedRecord | None, on_bytes: Callable[[int, int], None] | None,
+                 data: bytearray, hasher: Any) -> tuple[VerifiedRecord, int]:
     timeout = 120.0
     record: VerifiedRecord | None = None
     size = held = 0
@@ -199,15 +218,17 @@ def _stream_into(client: HubClient, module_id: str, offset: int, handle: BinaryI
         if message.HasField("header"):
             raise TrustError(f"download of module {module_id} sent a second header")
         chunk = message.chunk
-        data = bytes(chunk.data)
-        if chunk.offset != held or held + len(data) > size:
+        piece = chunk.data
+        if chunk.offset != held or held + len(piece) > size:
             raise TrustError(f"download of module {module_id}: chunk at offset {chunk.offset} "
                              f"(expected {held}, size {size}): try again")
-        if hashlib.sha256(data).hexdigest() != chunk.sha256:
+        if not chunk_intact(chunk):
             raise TrustError(f"download of module {module_id}: chunk at offset {chunk.offset} "
-                             "does not match its sha256 (altered in transit): try again")
-        handle.write(data)
-        held += len(data)
+                             "does not match its CRC-32 (altered in transit): try again")
+        handle.write(piece)
+        data += piece
+        hasher.update(piece)
+        held += len(piece)
         if on_bytes is not None:
             on_bytes(held, size)
     if record is None:

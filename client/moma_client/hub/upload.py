@@ -10,7 +10,6 @@ that session instead of sending everything again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from moma.errors import MomaError
 from moma.modules.store import MODULE_FILE, load_module
 from moma.paths import cache_dir
 from moma.proto.hub.v1 import hub_pb2
+from moma.trust.chunks import make_chunk
 from moma.trust.keys import key_id
 from moma.trust.manifest import build_manifest, sign_manifest
 from moma_client.hub.client import HubClient
@@ -124,8 +124,7 @@ def _requests(upload_id: str, data: bytes, start: int, chunk: int
               ) -> Iterator[hub_pb2.UploadRequest]:
     for offset in range(start, len(data), chunk):
         piece = data[offset:offset + chunk]
-        yield hub_pb2.UploadRequest(upload_id=upload_id, chunk=hub_pb2.Chunk(
-            offset=offset, data=piece, sha256=hashlib.sha256(piece).hexdigest()))
+        yield hub_pb2.UploadRequest(upload_id=upload_id, chunk=make_chunk(offset, piece))
 
 
 def _send_all(client: HubClient, upload_id: str, data: bytes, chunk: int,

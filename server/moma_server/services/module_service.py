@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 
 import grpc
 
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
+from moma.trust.chunks import make_chunk
 from moma.trust.manifest import SignedManifest
 from moma_server.services import convert
 from moma_server.services.errors import HubError, handle_errors, invalid, not_found, precondition
@@ -108,8 +108,7 @@ class ModuleService(hub_pb2_grpc.ModuleServiceServicer):
         offset = request.offset
         for piece in self.hub.blobs.iter_range(row.module_id, offset,
                                                self.hub.config.chunk_size):
-            yield hub_pb2.DownloadResponse(chunk=hub_pb2.Chunk(
-                offset=offset, data=piece, sha256=_sha256(piece)))
+            yield hub_pb2.DownloadResponse(chunk=make_chunk(offset, piece))
             offset += len(piece)
             if not context.is_active():
                 return
@@ -146,7 +145,3 @@ class ModuleService(hub_pb2_grpc.ModuleServiceServicer):
         labs = self.hub.metadata.lab_names([row.contributor_key_id])
         return hub_pb2.FinishUploadResponse(
             module=convert.summary(row, labs.get(row.contributor_key_id, "")))
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

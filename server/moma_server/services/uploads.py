@@ -29,6 +29,7 @@ import grpc
 from moma.errors import TrustError
 from moma.modules.card import ModuleCard
 from moma.proto.hub.v1 import hub_pb2
+from moma.trust.chunks import chunk_intact
 from moma.trust.keys import public_key_from_raw
 from moma.trust.manifest import (
     Manifest,
@@ -49,6 +50,7 @@ from moma_server.services.errors import (
     unauthenticated,
 )
 from moma_server.services.hub import Hub
+from moma_server.services.upload_progress import ProgressCache
 from moma_server.services.validation import card_of, check_base, check_module_bytes
 from moma_server.store.metadata import ReplayError, utc_now
 from moma_server.store.models import ModuleRow, UploadSessionRow
@@ -66,6 +68,7 @@ class Uploads:
         self.hub = hub
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
+        self.progress = ProgressCache()
 
     # -- StartUpload --------------------------------------------------------------------------
 
@@ -136,6 +139,7 @@ class Uploads:
                 self.discard(row.upload_id)
 
     def discard(self, upload_id: str) -> None:
+        self.progress.forget(upload_id)
         self.hub.metadata.delete_upload(upload_id)
         self.hub.blobs.discard_temp(upload_id)
 
@@ -183,7 +187,10 @@ class Uploads:
         blobs, limit = self.hub.blobs, self.hub.config.chunk_size
         with self.exclusive(upload_id):
             held = blobs.temp_size(upload_id)
+            progress = self.progress.resume(
+                upload_id, held, lambda: blobs.read_temp(upload_id, row.size))
             handle: BinaryIO | None = None  # opened on the first good chunk: no empty files
+            complete = False
             try:
                 request: hub_pb2.UploadRequest | None = first
                 while request is not None:
@@ -191,9 +198,13 @@ class Uploads:
                     if handle is None:
                         handle = blobs.open_temp_append(upload_id)
                     _write_all(handle, data)
+                    progress.add(data)
                     held += len(data)
                     request = next(requests, None)
+                complete = True
             finally:
+                if not complete:  # a write may have stopped half-way: trust only the file
+                    self.progress.forget(upload_id)
                 if handle is not None:
                     handle.flush()
                     os.fsync(handle.fileno())
@@ -201,6 +212,7 @@ class Uploads:
                     if self.hub.metadata.get_upload(upload_id) is not None:
                         self.hub.metadata.set_upload_offset(upload_id,
                                                             blobs.temp_size(upload_id))
+            self.progress.trim()
         return held
 
     def _checked_chunk(self, row: UploadSessionRow, request: hub_pb2.UploadRequest,
@@ -217,16 +229,19 @@ class Uploads:
         if len(data) > limit:
             raise invalid(f"chunk of {len(data)} bytes is over the hub's chunk size of {limit}: "
                           "send smaller chunks")
-        if hashlib.sha256(data).hexdigest() != chunk.sha256:
+        if not chunk.HasField("crc32"):
+            raise invalid(f"chunk at offset {chunk.offset} has no crc32: every chunk carries "
+                          "zlib's CRC-32 of its data (moma.trust.chunks.make_chunk)")
+        if not chunk_intact(chunk):
             raise HubError(grpc.StatusCode.DATA_LOSS,
-                           f"chunk at offset {chunk.offset} does not match its sha256 (altered "
+                           f"chunk at offset {chunk.offset} does not match its CRC-32 (altered "
                            f"in transit): the chunk was dropped; resend it from offset {held}")
         if held + len(data) > row.size:
             self.discard(row.upload_id)
             raise invalid(f"upload {row.upload_id} sent {held + len(data)} bytes but the signed "
                           f"manifest says {row.size}: the session was discarded; upload the "
                           "exact file that was signed with a new manifest")
-        return bytes(data)
+        return data
 
     # -- FinishUpload -------------------------------------------------------------------------
 
@@ -251,9 +266,16 @@ class Uploads:
         """Every check of the complete bytes; the session is discarded if one fails."""
         hub, upload_id = self.hub, row.upload_id
         try:
-            data = hub.blobs.read_temp(upload_id, row.size)
+            held = hub.blobs.temp_size(upload_id)
+            progress = self.progress.take(upload_id, held)
+            if progress is not None:  # hashed and kept while the chunks streamed in
+                data: bytes | bytearray = progress.buffer
+                digest = progress.hasher.hexdigest()
+            else:  # after a restart or an eviction: the file is the truth
+                data = hub.blobs.read_temp(upload_id, row.size)
+                digest = hashlib.sha256(data).hexdigest()
             try:
-                verify_payload(manifest, hashlib.sha256(data).hexdigest(), len(data))
+                verify_payload(manifest, digest, len(data))
             except TrustError as exc:
                 raise invalid(f"{exc}; the session was discarded") from None
             card = card_of(manifest)

@@ -14,7 +14,7 @@ import threading
 from moma.backbones.registry import get_backbone
 from moma.errors import ModuleFormatError, MomaError
 from moma.modules.card import ModuleCard
-from moma.modules.safetensors_check import read_safetensors_bytes
+from moma.modules.safetensors_check import check_safetensors_bytes
 from moma.modules.store import module_schema
 from moma.trust.manifest import Manifest
 from moma_server.services.errors import invalid
@@ -91,13 +91,14 @@ def check_base(card: ModuleCard, module_sha256: str, metadata: MetadataStore) ->
                   "contribute the base first or declare the right one")
 
 
-def check_module_bytes(data: bytes, card: ModuleCard, module_sha256: str, max_bytes: int) -> None:
+def check_module_bytes(data: bytes | bytearray, card: ModuleCard, module_sha256: str,
+                       max_bytes: int) -> None:
     """Header, schema of the card's backbone and kind, then every tensor finite."""
     source = f"module {module_sha256}"
     schema_name = f"the {card.backbone} {card.kind}-module schema"
     try:
         schema = module_schema(get_backbone(card.backbone), card.kind)
-        read_safetensors_bytes(data, expected=schema, source=source, max_bytes=max_bytes,
+        check_safetensors_bytes(data, expected=schema, source=source, max_bytes=max_bytes,
                                schema_name=schema_name)
     except ModuleFormatError as exc:
         raise invalid(str(exc)) from None

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import torch as safetensors_torch
 
@@ -204,7 +205,7 @@ def _file_size(path: Path, source: str, max_bytes: int) -> int:
 
 
 def check_header(
-    data: bytes | Path,
+    data: bytes | bytearray | Path,
     *,
     source: str | None = None,
     max_bytes: int = MAX_MODULE_BYTES,
@@ -281,6 +282,50 @@ def read_safetensors_bytes(
         raise _fail(source, f"safetensors could not read the file ({exc}); {_REFETCH}") from None
     check_finite(state, source)
     return state
+
+
+_NUMPY_FLOATS = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
+
+
+def _non_finite(view: memoryview, dtype: str) -> int:
+    """How many NaN/inf values the raw little-endian tensor bytes hold (0 for integer dtypes)."""
+    if dtype == "BF16":  # no numpy bfloat16: all exponent bits set means NaN or inf
+        bits = np.frombuffer(view, dtype="<u2")
+        return int(np.count_nonzero((bits & 0x7F80) == 0x7F80))
+    if dtype not in _NUMPY_FLOATS:
+        return 0
+    values = np.frombuffer(view, dtype=np.dtype(_NUMPY_FLOATS[dtype]).newbyteorder("<"))
+    finite = np.isfinite(values)
+    return 0 if finite.all() else int(values.size - np.count_nonzero(finite))
+
+
+def check_safetensors_bytes(
+    data: bytes | bytearray,
+    *,
+    expected: Schema | None = None,
+    source: str = "<bytes>",
+    max_bytes: int = MAX_MODULE_BYTES,
+    max_header_bytes: int = MAX_HEADER_BYTES,
+    schema_name: str = "the expected schema",
+) -> dict[str, TensorInfo]:
+    """Every check of :func:`read_safetensors_bytes` without building tensors.
+
+    For a receiver that stores the bytes rather than using them (the hub): the finiteness check
+    reads the tensors in place with numpy, so no copy of the module is made.
+    """
+    infos = check_header(data, source=source, max_bytes=max_bytes,
+                         max_header_bytes=max_header_bytes)
+    if expected is not None:
+        check_schema(infos, expected, source, schema_name)
+    view = memoryview(data)
+    start = _PREFIX + struct.unpack("<Q", bytes(data[:_PREFIX]))[0]  # the data area
+    bad = [(i.name, n) for i in sorted(infos.values(), key=lambda i: i.name)
+           if (n := _non_finite(view[start + i.begin:start + i.end], i.dtype))]
+    if bad:
+        listed = ", ".join(f"{name!r} ({count})" for name, count in bad[:5])
+        raise _fail(source, f"non-finite values (NaN/inf) in tensor(s) {listed}; the module "
+                            "comes from a diverged or corrupted run: retrain or re-export it")
+    return infos
 
 
 def read_file_capped(path: Path, max_bytes: int = MAX_MODULE_BYTES) -> bytes:

@@ -82,7 +82,7 @@ def test_message_round_trip() -> None:
     assert parsed == message
     assert parsed.WhichOneof("item") == "header"
     assert parsed.header.countersignature.state == "approved"
-    chunk = hub_pb2.DownloadResponse(chunk=hub_pb2.Chunk(offset=7, data=b"xyz", sha256="00"))
+    chunk = hub_pb2.DownloadResponse(chunk=hub_pb2.Chunk(offset=7, data=b"xyz", crc32=7))
     assert hub_pb2.DownloadResponse.FromString(chunk.SerializeToString()).WhichOneof("item") == (
         "chunk"
     )

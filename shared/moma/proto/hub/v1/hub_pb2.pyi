@@ -56,14 +56,14 @@ class Countersignature(_message.Message):
     def __init__(self, manifest_sha256: _Optional[str] = ..., module_sha256: _Optional[str] = ..., state: _Optional[str] = ..., time: _Optional[str] = ..., hub_key_id: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Chunk(_message.Message):
-    __slots__ = ("offset", "data", "sha256")
+    __slots__ = ("offset", "data", "crc32")
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
-    SHA256_FIELD_NUMBER: _ClassVar[int]
+    CRC32_FIELD_NUMBER: _ClassVar[int]
     offset: int
     data: bytes
-    sha256: str
-    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., sha256: _Optional[str] = ...) -> None: ...
+    crc32: int
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., crc32: _Optional[int] = ...) -> None: ...
 
 class ModuleSummary(_message.Message):
     __slots__ = ("module_id", "state", "backbone", "base_sha256", "kind", "task", "property", "unit", "size", "contributor_key_id", "lab_name", "created_at", "submitted_at", "state_changed_at")
