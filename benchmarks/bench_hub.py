@@ -839,7 +839,11 @@ def main() -> None:
         else:
             result = run(kind, args, factory, None)
         name = f"{kind}{'-quick' if args.quick else ''}.json"
-        (RESULTS / name).write_text(json.dumps(result, indent=1, sort_keys=True))
+        path = RESULTS / name
+        # a run of some sections replaces those sections and keeps the others' figures
+        merged = json.loads(path.read_text()) if path.is_file() else {}
+        merged.update(result)
+        path.write_text(json.dumps(merged, indent=1, sort_keys=True))
         print(f"\nwrote {RESULTS / name}")
         results.append(result)
     if any("concurrent" in r and not r["concurrent"]["ok"] for r in results):

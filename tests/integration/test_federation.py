@@ -43,7 +43,6 @@ def make_keys(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-@pytest.mark.slow  # failed once on the margin over lab-alone training; run with `make test-slow`
 def test_three_labs_match_central_training(tmp_path: Path, moe18: Path) -> None:
     files = split_dataset(downstream_task_path(TASK), 3, tmp_path / "data")
     import_moe18(moe18, tmp_path / "moe18")

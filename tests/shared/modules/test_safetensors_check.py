@@ -18,6 +18,7 @@ from moma.errors import ModuleFormatError
 from moma.modules.safetensors_check import (
     MAX_HEADER_BYTES,
     check_header,
+    check_safetensors_bytes,
     read_safetensors,
     read_safetensors_bytes,
 )
@@ -54,6 +55,10 @@ def refused(tmp_path: Path, content: bytes, *parts: str) -> str:
         read_safetensors(path)
     with pytest.raises(ModuleFormatError) as from_bytes:
         read_safetensors_bytes(content, source="download")
+    for buffer in (content, bytearray(content)):  # the hub's check, without building tensors
+        with pytest.raises(ModuleFormatError) as in_place:
+            check_safetensors_bytes(buffer, source="download")
+        assert str(in_place.value) == str(from_bytes.value)
     message = str(from_file.value)
     assert message.startswith(str(path))
     assert str(from_bytes.value).startswith("download: ")
@@ -203,3 +208,21 @@ def test_expected_schema(tmp_path: Path, no_tensor_reads: None) -> None:
     assert "1 unexpected tensor(s): extra" in message
     assert "tensor 'a' has shape [2, 3], expected [3, 2]" in message
     assert "tensor 'b' has dtype F32, expected F64" in message
+
+
+def test_in_place_check_accepts_real_module(real_bytes: bytes, no_tensor_reads: None) -> None:
+    """The hub's check reads no tensor through safetensors and agrees with the header parse."""
+    infos = check_safetensors_bytes(bytearray(real_bytes), source="hub")
+    assert infos == check_header(real_bytes)
+    assert len(infos) > 10
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_in_place_check_counts_non_finite_per_dtype(dtype: torch.dtype) -> None:
+    values = torch.arange(12, dtype=torch.float32).reshape(3, 4).to(dtype)
+    good = safetensors.torch.save({"a": values, "n": torch.arange(5)})
+    assert check_safetensors_bytes(good)
+    values[0, 1], values[2, 3], values[1, 0] = float("nan"), float("inf"), -float("inf")
+    bad = safetensors.torch.save({"a": values, "n": torch.arange(5)})
+    with pytest.raises(ModuleFormatError, match=r"'a' \(3\)"):
+        check_safetensors_bytes(bad)
