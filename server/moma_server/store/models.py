@@ -56,6 +56,9 @@ class ModuleRow(Base):
         Index("ix_modules_backbone", "backbone"),
         Index("ix_modules_base", "base_sha256"),
         Index("ix_modules_task", "task"),
+        # a filtered listing (task, state, then pages in row order): one index range scan on
+        # both databases; SQLite otherwise walked the state index at 10,000 modules
+        Index("ix_modules_task_state_row", "task", "state", "row_id"),
     )
 
 
