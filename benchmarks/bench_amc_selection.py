@@ -4,7 +4,8 @@ Run: ``.venv/bin/python benchmarks/bench_amc_selection.py``. Uses the 18 importe
 CGCNN modules and structures of the real ``expt_eform`` task (1,709). Graphs are built once
 (cold, then read from the cache) and shared by every module; each stage's share of the total
 is printed, then the time for m = 250..1,600 structures (N = 18) and N = 3..18 modules
-(m = 1,000), each the best of 3 runs. Goal: 18 modules on 1,000 structures in <= 5 s on 2 cores, encoding dominant.
+(m = 1,000), each the best of 3 runs. Goal: 18 modules on 1,000 structures in <= 5 s on
+2 cores, encoding dominant.
 """
 
 from __future__ import annotations

@@ -60,9 +60,12 @@ def collect(rows: list[dict[str, Any]], hub: str, size: int | None
     return table
 
 
+ALL_SPLITS = "seed0,seed1,seed2,seed3,seed4"
+
+
 def fmt(values: dict[str, float]) -> str:
     if not values:
-        return "–"
+        return "-"
     v = np.array(list(values.values()))
     text = f"{v.mean():.4g}"
     if len(v) > 1:
@@ -96,7 +99,7 @@ def markdown_table(table: dict[str, dict[str, dict[str, float]]], labels: list[s
     avg = {lab: float(np.mean(r)) for lab, r in ranks.items()}
     if avg:
         lines.append("| **average rank** | | | " + " | ".join(
-            f"{avg[lab]:.2f}" if lab in avg else "–" for lab in labels) + " |")
+            f"{avg[lab]:.2f}" if lab in avg else "-" for lab in labels) + " |")
     return "\n".join(lines), avg
 
 
@@ -188,8 +191,8 @@ def main() -> None:
               "cd benchmarks",
               "../.venv/bin/python amc_hub.py --family cgcnn-full --family cgcnn-adapter "
               f"--profile {args.profile}",
-              "../.venv/bin/python amc_results.py --hub cgcnn --splits seed0,seed1,seed2,seed3,seed4",
-              "../.venv/bin/python amc_results.py --hub moe18 --splits seed0,seed1,seed2,seed3,seed4",
+              "../.venv/bin/python amc_results.py --hub cgcnn --splits " + ALL_SPLITS,
+              "../.venv/bin/python amc_results.py --hub moe18 --splits " + ALL_SPLITS,
               "../.venv/bin/python amc_hub.py --family chgnet-full --family chgnet-adapter",
               "../.venv/bin/python amc_results.py --hub chgnet --splits seed0",
               "../.venv/bin/python amc_results.py --hub fewshot --train-size 100 --splits seed0",

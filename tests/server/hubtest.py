@@ -73,6 +73,7 @@ class HubProcess:
     db: str = ""
     max_module_bytes: int = 64 * 1024 * 1024
     extra: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[str] | None = None
     port: int = 0
     operator: Ed25519PrivateKey = field(default_factory=lambda: generate_keypair().private)
@@ -110,7 +111,7 @@ class HubProcess:
             args.append("--insecure")
         log = (self.root / "hub.log").open("a")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         line = _read_line(self.proc, timeout)
         if "listening on" not in line:
             self.stop()

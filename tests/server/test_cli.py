@@ -9,10 +9,20 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from moma.proto.hub.v1 import hub_pb2_grpc
+import grpc
+import pytest
+
+from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
 from moma.trust.keys import load_private_key, public_key_to_b64, save_public_key
 from tests.server.conftest import ModulePool
-from tests.server.hubtest import MOMA_HUB, HubProcess, Lab, signed_manifest, upload
+from tests.server.hubtest import (
+    MOMA_HUB,
+    HubProcess,
+    Lab,
+    operator_call,
+    signed_manifest,
+    upload,
+)
 
 
 def cli(hub: HubProcess, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -96,3 +106,47 @@ def test_init_creates_keys(tmp_path: Path) -> None:
     again = subprocess.run([MOMA_HUB, "init", "--store", str(tmp_path / "s")],
                            capture_output=True, text=True, timeout=60)
     assert again.returncode != 0 and "already has a hub identity" in again.stderr
+
+
+def test_serve_with_unreachable_database(tmp_path: Path) -> None:
+    """A wrong --db is a configuration error: one line naming the fix, exit 6, no traceback,
+    and the password never printed."""
+    store = tmp_path / "store"
+    subprocess.run([MOMA_HUB, "init", "--store", str(store)], check=True, capture_output=True)
+    result = subprocess.run(
+        [MOMA_HUB, "serve", "--db", "postgresql+psycopg://moma:s3cret-pw@127.0.0.1:1/moma",
+         "--store", str(store), "--listen", "127.0.0.1:0", "--insecure"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 6, result.stderr
+    assert "cannot open the hub database postgresql+psycopg://moma:***@127.0.0.1:1/moma" in (
+        result.stderr)
+    assert "database server is running" in result.stderr
+    assert "Traceback" not in result.stderr and "s3cret-pw" not in result.stderr + result.stdout
+    assert not (store / "hub.db").exists()
+
+
+def test_hub_without_cgcnn_atom_table(tmp_path: Path, pool: ModulePool) -> None:
+    """A hub that cannot build the CGCNN schema says so at start and refuses CGCNN uploads at
+    StartUpload (before any byte moves), not at FinishUpload."""
+    empty = tmp_path / "no-shared"
+    empty.mkdir()
+    hub = HubProcess(tmp_path / "hub", env={"MOMA_SHARED": str(empty)}).start()
+    try:
+        with hub.channel() as channel:
+            lab = Lab.new("lab-a")
+            operator_call(hub_pb2_grpc.OperatorServiceStub(channel), hub.operator, hub.hub_id,
+                          "EnrollKey", hub_pb2.EnrollKeyRequest(lab_name=lab.name,
+                                                                public_key=lab.public_raw))
+            data, card = pool.spare
+            stub = hub_pb2_grpc.ModuleServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.StartUpload(hub_pb2.StartUploadRequest(
+                    signed_manifest=signed_manifest(lab, data, card, hub.hub_id)), timeout=60)
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "cannot check cgcnn modules" in err.value.details()
+            assert "atom table" in err.value.details()
+            assert hub.db_counts()["upload_sessions"] == 0
+    finally:
+        hub.stop()
+    log = (hub.root / "hub.log").read_text()
+    assert "backbone cgcnn is not usable on this hub" in log

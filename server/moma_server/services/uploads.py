@@ -51,7 +51,12 @@ from moma_server.services.errors import (
 )
 from moma_server.services.hub import Hub
 from moma_server.services.upload_progress import ProgressCache
-from moma_server.services.validation import card_of, check_base, check_module_bytes
+from moma_server.services.validation import (
+    card_of,
+    check_backbone_ready,
+    check_base,
+    check_module_bytes,
+)
 from moma_server.store.metadata import ReplayError, utc_now
 from moma_server.store.models import ModuleRow, UploadSessionRow
 
@@ -103,6 +108,7 @@ class Uploads:
                            f"module {manifest.module_sha256} is already on this hub (state "
                            f"{existing.state}): nothing to upload")
         card = card_of(manifest)
+        check_backbone_ready(card)
         check_base(card, manifest.module_sha256, meta)
         if meta.count_uploads(kid) >= MAX_OPEN_UPLOADS_PER_KEY:
             raise HubError(grpc.StatusCode.RESOURCE_EXHAUSTED,

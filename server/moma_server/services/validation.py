@@ -9,7 +9,10 @@ here unpickles: pickles are recognised by their first bytes and refused.
 
 from __future__ import annotations
 
+import logging
 import threading
+
+import grpc
 
 from moma.backbones.registry import get_backbone
 from moma.errors import ModuleFormatError, MomaError
@@ -17,9 +20,10 @@ from moma.modules.card import ModuleCard
 from moma.modules.safetensors_check import check_safetensors_bytes
 from moma.modules.store import module_schema
 from moma.trust.manifest import Manifest
-from moma_server.services.errors import invalid
+from moma_server.services.errors import HubError, invalid
 from moma_server.store.metadata import MetadataStore
 
+_log = logging.getLogger("moma_server")
 _BUILTIN_BASES: dict[str, str | None] = {}
 _BASE_LOCK = threading.Lock()
 
@@ -41,7 +45,9 @@ def warm_up(backbones: tuple[str, ...] = ("cgcnn", "chgnet")) -> None:
             for kind in ("full", "adapter"):
                 module_schema(backbone, kind)
             builtin_base(name)
-        except Exception:  # a missing optional backbone must not stop the hub; checked later
+        except Exception as exc:  # a missing backbone must not stop the hub: say so at start
+            _log.warning("backbone %s is not usable on this hub (%s): uploads of %s modules "
+                         "will be refused until this is fixed", name, exc, name)
             continue
 
 
@@ -64,6 +70,18 @@ def card_of(manifest: Manifest) -> ModuleCard:
                       f"this hub serves version {hub_version!r}: retrain or re-export it with a "
                       "matching MoMa")
     return card
+
+
+def check_backbone_ready(card: ModuleCard) -> None:
+    """This hub can check modules of the card's backbone (its schema needs e.g. the CGCNN atom
+    table): refused at StartUpload, before any byte moves, if the hub is not set up for it."""
+    try:
+        module_schema(get_backbone(card.backbone), card.kind)
+    except MomaError as exc:
+        raise HubError(grpc.StatusCode.FAILED_PRECONDITION,
+                       f"this hub cannot check {card.backbone} modules ({exc}): ask the hub "
+                       "operator to fix the hub's set-up (the start-up log says the same)"
+                       ) from None
 
 
 def check_base(card: ModuleCard, module_sha256: str, metadata: MetadataStore) -> None:

@@ -16,10 +16,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, create_engine, delete, event, func, make_url, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from moma.errors import ExitCode, MomaError
 from moma.trust.manifest import canonical_json, format_utc
 from moma_server.store.audit import GENESIS_HASH, AuditRecord, entry_hash, verify_chain
 from moma_server.store.models import (
@@ -61,16 +62,42 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=40)
 
 
+class DatabaseError(MomaError):
+    """The metadata database cannot be reached or set up (a configuration problem)."""
+
+    exit_code = ExitCode.NETWORK
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparseable URL)"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class MetadataStore:
     """Typed access to the hub's tables; rows come back detached and safe to read anywhere."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
-        for table in Base.metadata.sorted_tables:  # indexes added since a database was made
-            for index in table.indexes:
-                index.create(self.engine, checkfirst=True)
+        try:
+            self.engine = make_engine(url)
+            Base.metadata.create_all(self.engine)
+            for table in Base.metadata.sorted_tables:  # indexes added since a database was made
+                for index in table.indexes:
+                    index.create(self.engine, checkfirst=True)
+        except (SQLAlchemyError, ValueError) as exc:
+            raise DatabaseError(
+                f"cannot open the hub database {_redacted(url)}: {_first_line(exc)}; check that "
+                "the database server is running and the URL (host, port, user, password, "
+                "database name) is right, e.g. postgresql+psycopg://moma:PASSWORD@127.0.0.1:5432/"
+                "moma, or omit --db for the SQLite file in the store") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.Lock()
 

@@ -79,7 +79,7 @@ def _fail(source: str, problem: str) -> ModuleFormatError:
     return ModuleFormatError(f"{source}: {problem}")
 
 
-def _sniff(head: bytes, size: int, source: str) -> None:
+def _sniff(head: bytes | bytearray, size: int, source: str) -> None:
     """Refuse empty, tiny and pickle files from their first bytes."""
     if size == 0:
         raise _fail(source, f"file is empty (0 bytes); the copy or download was cut: {_REFETCH}")
@@ -95,7 +95,7 @@ def _sniff(head: bytes, size: int, source: str) -> None:
                             f"a safetensors file; {_REFETCH}")
 
 
-def _header_length(head: bytes, size: int, source: str, max_header_bytes: int) -> int:
+def _header_length(head: bytes | bytearray, size: int, source: str, max_header_bytes: int) -> int:
     (length,) = struct.unpack("<Q", head[:_PREFIX])
     if length > max_header_bytes:
         raise _fail(source, f"header length {length} bytes exceeds the cap of {max_header_bytes}; "
@@ -165,7 +165,7 @@ def _check_layout(infos: list[TensorInfo], data_len: int, source: str) -> None:
                             f"{data_len - cursor} unexplained trailing bytes; {_REFETCH}")
 
 
-def _parse_header(raw: bytes, data_len: int, source: str) -> dict[str, TensorInfo]:
+def _parse_header(raw: bytes | bytearray, data_len: int, source: str) -> dict[str, TensorInfo]:
     try:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -216,6 +216,7 @@ def check_header(
     ``max_bytes`` caps the whole file, ``max_header_bytes`` the JSON header. Returns the tensors
     described by the header (``__metadata__`` excluded), keyed by name.
     """
+    head: bytes | bytearray
     if isinstance(data, Path):
         src = source or str(data)
         head, size = _read_head(data, src, max_bytes, max_header_bytes)
