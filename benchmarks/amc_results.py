@@ -82,6 +82,8 @@ class Run:
     kind: str = "full"
     label: str = ""
     with_base: bool = False  # the shared base module itself is a candidate too
+    head: str = "fresh"  # "inherit": composed head kept and refitted (moma.amc.head_refit)
+    lr: float | None = None  # fine-tuning learning rate if not the paper's 8e-5
 
     @property
     def name(self) -> str:
@@ -112,6 +114,16 @@ PLANS: dict[str, list[Run]] = {
         Run("cgcnn", "amc", merge="top1", label="amc-full-top1"),
         Run("cgcnn", "amc", with_base=True, label="amc-full+base"),
         Run("cgcnn", "amc", merge="top1", with_base=True, label="amc-full-top1+base"),
+    ],
+    # Remedies named by the issue: inherited head with an affine refit; fine-tuning lr sweep
+    # (applied to backbone-ft too, so the comparison stays like for like).
+    "remedies2": [
+        Run("cgcnn", "amc", head="inherit", label="amc-full-inherit"),
+        Run("cgcnn", "amc", merge="top1", head="inherit", label="amc-full-top1-inherit"),
+        Run("cgcnn", "backbone-ft", lr=3e-4, label="backbone-ft-lr3e-4"),
+        Run("cgcnn", "amc", lr=3e-4, label="amc-full-lr3e-4"),
+        Run("cgcnn", "backbone-ft", lr=1e-3, label="backbone-ft-lr1e-3"),
+        Run("cgcnn", "amc", lr=1e-3, label="amc-full-lr1e-3"),
     ],
     "fewshot": [
         Run("cgcnn", "backbone-ft"),
@@ -146,8 +158,10 @@ def execute(run: Run, task: str, split: str, train_size: int | None, profile: st
     epochs = 30 if profile == "quick" or backbone_name == "chgnet" else 60
     options = ComposeOptions(
         strategy=run.strategy, merge=run.merge, kind=run.kind,
-        train=TrainConfig(epochs=epochs, batch_size=32, lr=8e-5 if run.strategy != "scratch"
-                          else 3e-3, head_lr_factor=10.0 if run.strategy != "scratch" else 1.0,
+        head=run.head,
+        train=TrainConfig(epochs=epochs, batch_size=32,
+                          lr=run.lr or (8e-5 if run.strategy != "scratch" else 3e-3),
+                          head_lr_factor=10.0 if run.strategy != "scratch" else 1.0,
                           patience=10, seed=0),
         base_dirs=(folder, moe18_modules()),
         base_module=(load_module(moe18_modules() / "mp_eform")

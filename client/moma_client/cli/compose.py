@@ -46,6 +46,7 @@ def compose(
     strategy: Annotated[str, typer.Option(help="amc, select-average, all-average, random, backbone-ft or scratch.")] = "amc",
     merge: Annotated[str, typer.Option(help="auto, average (shared base only), top1 or ensemble.")] = "auto",
     kind: Annotated[str, typer.Option(help="full or adapter modules.")] = "full",
+    head: Annotated[str, typer.Option(help="fresh (a new head, the paper's) or inherit (the composed head, refitted by an affine map to the target).")] = "fresh",
     k: Annotated[int, typer.Option(help="Neighbours of the kNN proxy.")] = 5,
     threshold: Annotated[float, typer.Option(help="Drop modules below this weight.")] = 1e-3,
     solver: Annotated[str, typer.Option(help="cvxpy solver for the weights.")] = "CLARABEL",
@@ -75,6 +76,7 @@ def compose(
                                     exclude_task=dataset.name) if needs_modules else [])
     options = ComposeOptions(
         strategy=strategy, merge=merge, kind=kind, k=k, threshold=threshold, solver=solver,
+        head=head,
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
                           head_lr_factor=head_lr_factor, patience=patience, seed=seed,
                           device=device),

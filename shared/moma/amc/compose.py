@@ -42,6 +42,7 @@ from moma.training.modeling import find_base
 
 STRATEGIES = ("amc", "select-average", "all-average", "random", "backbone-ft", "scratch")
 MERGES = ("auto", "average", "top1", "ensemble")
+HEADS = ("fresh", "inherit")
 
 
 @dataclass
@@ -56,6 +57,7 @@ class ComposeOptions:
         epochs=60, batch_size=32, lr=8e-5, head_lr_factor=10.0, patience=10))
     base_dirs: Sequence[Path] = ()
     base_module: LoadedModule | None = None
+    head: str = "fresh"  # or "inherit": keep the composed modules' head, refit it (head_refit)
 
 
 @dataclass
@@ -89,6 +91,8 @@ def plan(backbone: Backbone, candidates: Sequence[LoadedModule], train_graphs: S
                         + ", ".join(STRATEGIES))
     if options.merge not in MERGES:
         raise MomaError(f"unknown merge {options.merge!r}; choose one of " + ", ".join(MERGES))
+    if options.head not in HEADS:
+        raise MomaError(f"unknown head {options.head!r}; choose one of " + ", ".join(HEADS))
     if options.strategy in ("backbone-ft", "scratch"):
         return Plan([], np.zeros(0), "none", f"{options.strategy}: no modules composed")
     selection = None
@@ -177,15 +181,17 @@ def _base_state(backbone: Backbone, options: ComposeOptions) -> tuple[dict[str, 
 
 
 def _with_state(backbone: Backbone, state: dict[str, Any], kind: str,
-                adapters: dict[str, Any] | None) -> BackboneModel:
+                adapters: dict[str, Any] | None, *, keep_head: bool = False) -> BackboneModel:
     model = backbone.build()
     model.load_state_dict(state, strict=True)
-    model.reset_head()
+    if not keep_head:
+        model.reset_head()
     if kind == "adapter":
         insert_adapters(model)
         if adapters:
             current = model.state_dict()
-            current.update({k: v for k, v in adapters.items() if not model.is_head_key(k)})
+            current.update({k: v for k, v in adapters.items()
+                            if keep_head or not model.is_head_key(k)})
             model.load_state_dict(current, strict=True)
     return model
 
@@ -193,15 +199,16 @@ def _with_state(backbone: Backbone, state: dict[str, Any], kind: str,
 def _from_modules(backbone: Backbone, modules: Sequence[LoadedModule], weights: np.ndarray,
                   options: ComposeOptions) -> BackboneModel:
     probe = backbone.build()
-    head = tuple(probe.head_prefixes)
+    inherit = options.head == "inherit"
+    head = () if inherit else tuple(probe.head_prefixes)
     merged = average_parameters(_merge_inputs(modules), weights, threshold=0.0,
                                 skip_prefixes=head)
     if options.kind == "full":
         full = {**probe.state_dict(), **merged}
-        return _with_state(backbone, full, "full", None)
+        return _with_state(backbone, full, "full", None, keep_head=inherit)
     base = find_base(backbone, modules[0].card.base_sha256,
                      [modules[0].path.parent, *options.base_dirs])
-    return _with_state(backbone, base, "adapter", merged)
+    return _with_state(backbone, base, "adapter", merged, keep_head=inherit)
 
 
 def fine_tune(backbone: Backbone, starts: list[tuple[BackboneModel, float, list[dict[str, Any]],

@@ -19,6 +19,7 @@ import numpy as np
 
 import moma
 from moma.amc.compose import ComposeOptions, Part, fine_tune, plan, predict_parts, start_models
+from moma.amc.head_refit import refit_head
 from moma.amc.plots import parity_png, weights_png
 from moma.atomic_io import write_json
 from moma.backbones.base import Backbone
@@ -78,6 +79,12 @@ def run_compose(
 
     tick = time.perf_counter()
     starts = start_models(backbone, chosen, options, seed=seed)
+    head_refits: list[dict[str, float]] = []
+    if options.head == "inherit" and chosen.modules:
+        for model, *_ in starts:
+            a, b = refit_head(backbone, model, train_g, norm.normalize(train_y),
+                              options.train.device)
+            head_refits.append({"scale": a, "offset": b})
     clock["merge_s"] = time.perf_counter() - tick
     tick = time.perf_counter()
     config = options.train
@@ -101,7 +108,7 @@ def run_compose(
         "split": data.split_name, "featurizer": backbone.featurizer().config(),
         "software_version": moma.__version__,
         "hyperparameters": {**config.to_json(), "strategy": options.strategy,
-                            "merge": chosen.merge, "k": options.k,
+                            "merge": chosen.merge, "k": options.k, "head": options.head,
                             "threshold": options.threshold, "train_size": train_size},
     }
     saved = _save_parts(out / "module", parts, card_base, metrics, options, chosen.merge)
@@ -111,6 +118,7 @@ def run_compose(
         "task": ds.name, "target": ds.target, "unit": ds.unit, "split": data.split_name,
         "backbone": backbone.name, "kind": options.kind, "strategy": options.strategy,
         "merge": chosen.merge, "merge_reason": chosen.reason, "seed": seed,
+        "head": options.head, "head_refits": head_refits,
         "train_size": len(train_g), "n_val": len(val_g), "n_test": len(test_g),
         "candidates": selection_json or [
             {"name": m.card.name, "module_id": m.module_id, "task": m.card.task}
