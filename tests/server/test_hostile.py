@@ -169,39 +169,40 @@ def test_size_mismatch(hub: HubProcess, modules: ModuleStub, lab: Lab, pool: Mod
     unchanged()
 
 
-def test_chunk_altered_in_transit(hub: HubProcess, modules: ModuleStub, lab: Lab,
-                                  pool: ModulePool) -> None:
+def _first_chunk_refused(hub: HubProcess, modules: ModuleStub, lab: Lab, pool: ModulePool,
+                         spoil: Callable[[hub_pb2.UploadRequest], None], code: grpc.StatusCode,
+                         *words: str) -> str:
+    """Open a session, send its first chunk spoiled by ``spoil``: refused, nothing kept."""
     data, card = pool.spare
     start = modules.StartUpload(hub_pb2.StartUploadRequest(
         signed_manifest=signed_manifest(lab, data, card, hub.hub_id)), timeout=10)
     before = hub.snapshot()
     bad = next(chunks(start.upload_id, data, size=100_000))
-    bad.chunk.data = b"X" + bad.chunk.data[1:]
-    refused(lambda: modules.Upload(iter([bad]), timeout=10), grpc.StatusCode.DATA_LOSS,
-            "does not match its CRC-32", "resend it from offset 0")
+    spoil(bad)
+    refused(lambda: modules.Upload(iter([bad]), timeout=10), code, *words)
     status = modules.GetUploadStatus(hub_pb2.GetUploadStatusRequest(upload_id=start.upload_id),
                                      timeout=10)
     assert status.offset == 0  # the chunk was dropped
     assert hub.snapshot() == before
-    refused(lambda: modules.FinishUpload(hub_pb2.FinishUploadRequest(upload_id=start.upload_id),
+    return str(start.upload_id)
+
+
+def test_chunk_altered_in_transit(hub: HubProcess, modules: ModuleStub, lab: Lab,
+                                  pool: ModulePool) -> None:
+    def alter(request: hub_pb2.UploadRequest) -> None:
+        request.chunk.data = b"X" + request.chunk.data[1:]
+
+    upload_id = _first_chunk_refused(hub, modules, lab, pool, alter, grpc.StatusCode.DATA_LOSS,
+                                     "does not match its CRC-32", "resend it from offset 0")
+    refused(lambda: modules.FinishUpload(hub_pb2.FinishUploadRequest(upload_id=upload_id),
                                          timeout=10),
             grpc.StatusCode.FAILED_PRECONDITION, "incomplete", "offset 0")
 
 
 def test_chunk_without_checksum(hub: HubProcess, modules: ModuleStub, lab: Lab,
                                 pool: ModulePool) -> None:
-    data, card = pool.spare
-    start = modules.StartUpload(hub_pb2.StartUploadRequest(
-        signed_manifest=signed_manifest(lab, data, card, hub.hub_id)), timeout=10)
-    before = hub.snapshot()
-    bare = next(chunks(start.upload_id, data, size=100_000))
-    bare.chunk.ClearField("crc32")
-    refused(lambda: modules.Upload(iter([bare]), timeout=10), grpc.StatusCode.INVALID_ARGUMENT,
-            "has no crc32", "make_chunk")
-    status = modules.GetUploadStatus(hub_pb2.GetUploadStatusRequest(upload_id=start.upload_id),
-                                     timeout=10)
-    assert status.offset == 0
-    assert hub.snapshot() == before
+    _first_chunk_refused(hub, modules, lab, pool, lambda r: r.chunk.ClearField("crc32"),
+                         grpc.StatusCode.INVALID_ARGUMENT, "has no crc32", "make_chunk")
 
 
 def test_upload_above_size_limit(hub: HubProcess, modules: ModuleStub, lab: Lab,
