@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 
 import grpc
 
-from moma.atomic_io import write_json
+from moma.atomic_io import fsync_dir, write_json
 from moma.errors import ModuleFormatError, MomaError, TrustError
 from moma.modules.card import ModuleCard, is_sha256
 from moma.modules.safetensors_check import MAX_MODULE_BYTES
@@ -132,7 +132,7 @@ class ModuleCache:
             except OSError:
                 if not final.is_dir():  # not "someone else installed it first"
                     raise
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return LoadedModule(path=final, card=loaded.card, state=loaded.state,
@@ -246,14 +246,6 @@ def _locked(path: Path) -> Iterator[None]:
     finally:
         os.close(fd)
 
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 __all__ = ["PROVENANCE_FILE", "Fetched", "ModuleCache", "default_cache"]

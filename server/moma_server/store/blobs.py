@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from moma.atomic_io import fsync_dir
+
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32,64}")
 
@@ -176,14 +178,6 @@ class FileBlobStore(BlobStore):
             os.close(fd)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
-        _fsync_dir(self.tmp_dir)
+        fsync_dir(final.parent)
+        fsync_dir(self.tmp_dir)
 
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from moma.atomic_io import write_bytes
+from moma.atomic_io import fsync_dir, write_bytes
 from moma.errors import TrustError
 
 __all__ = [
@@ -98,7 +98,7 @@ def save_private_key(path: Path | str, key: Ed25519PrivateKey, *, overwrite: boo
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
@@ -122,14 +122,6 @@ def _exists_error(path: Path) -> TrustError:
         "explicitly if that identity is no longer needed"
     )
 
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def load_private_key(path: Path | str) -> Ed25519PrivateKey:
