@@ -84,6 +84,7 @@ class Run:
     with_base: bool = False  # the shared base module itself is a candidate too
     head: str = "fresh"  # "inherit": composed head kept and refitted (moma.amc.head_refit)
     lr: float | None = None  # fine-tuning learning rate if not the paper's 8e-5
+    knn_layer: str = "pooled"  # what feeds the kNN proxy (moma.amc.selection.KNN_LAYERS)
 
     @property
     def name(self) -> str:
@@ -119,6 +120,7 @@ PLANS: dict[str, list[Run]] = {
     # (applied to backbone-ft too, so the comparison stays like for like).
     "remedies2": [
         Run("cgcnn", "amc", head="inherit", label="amc-full-inherit"),
+        Run("cgcnn", "amc", knn_layer="head", label="amc-full-knn-head"),
         Run("cgcnn", "amc", merge="top1", head="inherit", label="amc-full-top1-inherit"),
         Run("cgcnn", "backbone-ft", lr=3e-4, label="backbone-ft-lr3e-4"),
         Run("cgcnn", "amc", lr=3e-4, label="amc-full-lr3e-4"),
@@ -158,7 +160,7 @@ def execute(run: Run, task: str, split: str, train_size: int | None, profile: st
     epochs = 30 if profile == "quick" or backbone_name == "chgnet" else 60
     options = ComposeOptions(
         strategy=run.strategy, merge=run.merge, kind=run.kind,
-        head=run.head,
+        head=run.head, knn_layer=run.knn_layer,
         train=TrainConfig(epochs=epochs, batch_size=32,
                           lr=run.lr or (8e-5 if run.strategy != "scratch" else 3e-3),
                           head_lr_factor=10.0 if run.strategy != "scratch" else 1.0,

@@ -48,6 +48,7 @@ def compose(
     kind: Annotated[str, typer.Option(help="full or adapter modules.")] = "full",
     head: Annotated[str, typer.Option(help="fresh (a new head, the paper's) or inherit (the composed head, refitted by an affine map to the target).")] = "fresh",
     k: Annotated[int, typer.Option(help="Neighbours of the kNN proxy.")] = 5,
+    knn_layer: Annotated[str, typer.Option(help="What feeds the kNN: pooled (crystal embedding) or head (input of the head's output layer).")] = "pooled",
     threshold: Annotated[float, typer.Option(help="Drop modules below this weight.")] = 1e-3,
     solver: Annotated[str, typer.Option(help="cvxpy solver for the weights.")] = "CLARABEL",
     base_module: Annotated[Path | None, typer.Option(help="Base module for backbone-ft (CGCNN).")] = None,
@@ -76,7 +77,7 @@ def compose(
                                     exclude_task=dataset.name) if needs_modules else [])
     options = ComposeOptions(
         strategy=strategy, merge=merge, kind=kind, k=k, threshold=threshold, solver=solver,
-        head=head,
+        head=head, knn_layer=knn_layer,
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
                           head_lr_factor=head_lr_factor, patience=patience, seed=seed,
                           device=device),

@@ -58,6 +58,7 @@ class ComposeOptions:
     base_dirs: Sequence[Path] = ()
     base_module: LoadedModule | None = None
     head: str = "fresh"  # or "inherit": keep the composed modules' head, refit it (head_refit)
+    knn_layer: str = "pooled"  # or "head": what feeds the kNN proxy (selection.KNN_LAYERS)
 
 
 @dataclass
@@ -102,7 +103,8 @@ def plan(backbone: Backbone, candidates: Sequence[LoadedModule], train_graphs: S
     else:
         selection = select(backbone, candidates, train_graphs, train_y, k=options.k,
                            solver=options.solver, device=options.train.device,
-                           base_dirs=options.base_dirs, on_module=on_module)
+                           base_dirs=options.base_dirs, layer=options.knn_layer,
+                           on_module=on_module)
         kept = select_weights(selection.weights, options.threshold)
         picked = [i for i in np.argsort(-kept) if kept[i] > 0]
         if options.strategy == "amc":

@@ -109,6 +109,7 @@ def run_compose(
         "software_version": moma.__version__,
         "hyperparameters": {**config.to_json(), "strategy": options.strategy,
                             "merge": chosen.merge, "k": options.k, "head": options.head,
+                            "knn_layer": options.knn_layer,
                             "threshold": options.threshold, "train_size": train_size},
     }
     saved = _save_parts(out / "module", parts, card_base, metrics, options, chosen.merge)

@@ -21,14 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from moma.amc.head_refit import last_head_linear
 from moma.amc.knn import loo_knn_predict, proxy_mae
 from moma.amc.weights import solve_module_weights
-from moma.backbones.base import Backbone, Graph
+from moma.backbones.base import Backbone, BackboneModel, Graph
 from moma.errors import MomaError
 from moma.modules.card import ModuleCard
 from moma.modules.store import LoadedModule, list_modules, load_module
-from moma.training.loop import embed_graphs
+from moma.training.loop import batches, embed_graphs
 from moma.training.modeling import model_from_module
 
 
@@ -86,14 +88,41 @@ def _same_task(a: str, b: str) -> bool:
     return a.split(":")[0] == b.split(":")[0]
 
 
+KNN_LAYERS = ("pooled", "head")
+"""What feeds the kNN: ``pooled``, the crystal embedding the head reads (CGCNN: 64-dim mean
+of atom features); ``head``, the input of the head's output layer (CGCNN: 32-dim after
+``conv_to_fc``), more task-specific, less general."""
+
+
+@torch.no_grad()
+def head_inputs(backbone: Backbone, model: BackboneModel, graphs: Sequence[Graph], *,
+                batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+    """The input of the head's output layer for every graph (eval mode)."""
+    captured: list[torch.Tensor] = []
+    hook = last_head_linear(model).register_forward_hook(
+        lambda _m, args, _out: captured.append(args[0].detach().double().cpu()))
+    try:
+        model.eval()
+        for _, batch in batches(backbone, graphs, range(len(graphs)), batch_size):
+            model(batch.to(device))
+    finally:
+        hook.remove()
+    return torch.cat(captured).reshape(len(graphs), -1).numpy()
+
+
 def encode(backbone: Backbone, modules: Sequence[LoadedModule], graphs: Sequence[Graph], *,
-           device: str = "cpu", base_dirs: Sequence[Path] = (),
+           device: str = "cpu", base_dirs: Sequence[Path] = (), layer: str = "pooled",
            on_module: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
     """Each module's embeddings of the same graphs (eval mode, no grad)."""
+    if layer not in KNN_LAYERS:
+        raise MomaError(f"unknown kNN layer {layer!r}; choose one of " + ", ".join(KNN_LAYERS))
     out = []
     for n, module in enumerate(modules, start=1):
         model = model_from_module(backbone, module, base_dirs).to(device)
-        out.append(embed_graphs(backbone, model, graphs, batch_size=64, device=device))
+        if layer == "head":
+            out.append(head_inputs(backbone, model, graphs, device=device))
+        else:
+            out.append(embed_graphs(backbone, model, graphs, batch_size=64, device=device))
         if on_module is not None:
             on_module(n, len(modules))
     return out
@@ -101,14 +130,14 @@ def encode(backbone: Backbone, modules: Sequence[LoadedModule], graphs: Sequence
 
 def select(backbone: Backbone, modules: Sequence[LoadedModule], graphs: Sequence[Graph],
            targets: np.ndarray, *, k: int = 5, solver: str = "CLARABEL", device: str = "cpu",
-           base_dirs: Sequence[Path] = (),
+           base_dirs: Sequence[Path] = (), layer: str = "pooled",
            on_module: Callable[[int, int], None] | None = None) -> Selection:
     """Run AMC selection on a training set (targets in their own units)."""
     if len(graphs) < 2:
         raise MomaError("AMC needs at least 2 training structures; use a larger --train-size")
     t0 = time.perf_counter()
     embeddings = encode(backbone, modules, graphs, device=device, base_dirs=base_dirs,
-                        on_module=on_module)
+                        layer=layer, on_module=on_module)
     t1 = time.perf_counter()
     y = np.asarray(targets, dtype=np.float64)
     proxies = np.stack([loo_knn_predict(x, y, k=k) for x in embeddings], axis=1)

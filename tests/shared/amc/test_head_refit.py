@@ -40,3 +40,21 @@ def test_refit_folds_the_map_into_the_cgcnn_head() -> None:
     np.testing.assert_allclose(after, a * before + b, rtol=1e-4, atol=1e-5)
     assert np.mean((after - y_std) ** 2) <= np.mean((before - y_std) ** 2) + 1e-9
     assert (a, b) == pytest.approx(affine_fit(before, y_std))
+
+
+def test_head_inputs_feed_the_output_layer() -> None:
+    """The ``head`` kNN layer is exactly what the head's output layer reads (CGCNN: 32-dim)."""
+    from moma.amc.selection import head_inputs
+
+    backbone = CGCNNBackbone()
+    torch.manual_seed(1)
+    model = backbone.build()
+    dataset = load_dataset(downstream_task_path("jarvis_2d_eform"))
+    featurizer = backbone.featurizer()
+    graphs = [featurizer.featurize(r.structure, r.id) for r in dataset.records[:30]]
+    hidden = head_inputs(backbone, model, graphs, batch_size=7)
+    assert hidden.shape == (30, last_head_linear(model).in_features) == (30, 32)
+    layer = last_head_linear(model)
+    out = torch.from_numpy(hidden).float() @ layer.weight.T + layer.bias
+    np.testing.assert_allclose(out.squeeze(-1).detach().numpy(),
+                               predict_standardized(backbone, model, graphs), rtol=1e-4, atol=1e-4)
