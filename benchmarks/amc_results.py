@@ -85,6 +85,7 @@ class Run:
     head: str = "fresh"  # "inherit": composed head kept and refitted (moma.amc.head_refit)
     lr: float | None = None  # fine-tuning learning rate if not the paper's 8e-5
     knn_layer: str = "pooled"  # what feeds the kNN proxy (moma.amc.selection.KNN_LAYERS)
+    threshold: float = 1e-3  # AMC weights below this are dropped (the rest renormalized)
 
     @property
     def name(self) -> str:
@@ -121,6 +122,8 @@ PLANS: dict[str, list[Run]] = {
     "remedies2": [
         Run("cgcnn", "amc", head="inherit", label="amc-full-inherit"),
         Run("cgcnn", "amc", knn_layer="head", label="amc-full-knn-head"),
+        # averages of > 2 modules lost more often (amc_analysis.py): keep only weights >= 0.2
+        Run("cgcnn", "amc", threshold=0.2, label="amc-full-w0.2"),
         Run("cgcnn", "amc", merge="top1", head="inherit", label="amc-full-top1-inherit"),
         Run("cgcnn", "backbone-ft", lr=3e-4, label="backbone-ft-lr3e-4"),
         Run("cgcnn", "amc", lr=3e-4, label="amc-full-lr3e-4"),
@@ -160,7 +163,7 @@ def execute(run: Run, task: str, split: str, train_size: int | None, profile: st
     epochs = 30 if profile == "quick" or backbone_name == "chgnet" else 60
     options = ComposeOptions(
         strategy=run.strategy, merge=run.merge, kind=run.kind,
-        head=run.head, knn_layer=run.knn_layer,
+        head=run.head, knn_layer=run.knn_layer, threshold=run.threshold,
         train=TrainConfig(epochs=epochs, batch_size=32,
                           lr=run.lr or (8e-5 if run.strategy != "scratch" else 3e-3),
                           head_lr_factor=10.0 if run.strategy != "scratch" else 1.0,
