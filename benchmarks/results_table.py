@@ -209,16 +209,24 @@ def main() -> None:
               "| task | " + " | ".join(PAPER_COLUMNS) + " |", "|---" * 6 + "|"]
     for task, values in PAPER.items():
         parts.append(f"| {task} | " + " | ".join(f"{v:g}" for v in values) + " |")
-    parts += ["", "## Reproduce", "", "```bash",
+    parts += ["", "## Reproduce", "",
+              "Every number above: `OMP_NUM_THREADS=1 bash benchmarks/run_plan.sh cgcnn` and "
+              "`OMP_NUM_THREADS=1 bash benchmarks/run_plan.sh chgnet` (two processes, one per "
+              "core; resumable). The steps it runs:", "", "```bash",
               "cd benchmarks",
               "../.venv/bin/python amc_hub.py --family cgcnn-full --family cgcnn-adapter "
               f"--profile {args.profile}",
               "../.venv/bin/python amc_results.py --hub cgcnn --splits " + ALL_SPLITS,
               "../.venv/bin/python amc_results.py --hub moe18 --splits " + ALL_SPLITS,
+              "../.venv/bin/python amc_results.py --hub fewshot --train-size 100 --splits "
+              "seed0,seed1,seed2",
+              "../.venv/bin/python amc_results.py --hub fewshot --train-size 10 --splits "
+              "seed0,seed1,seed2",
+              "../.venv/bin/python amc_results.py --hub remedies --splits seed0",
+              "../.venv/bin/python amc_results.py --hub remedies2 --splits seed0",
               "../.venv/bin/python amc_hub.py --family chgnet-full --family chgnet-adapter",
               "../.venv/bin/python amc_results.py --hub chgnet --splits seed0",
-              "../.venv/bin/python amc_results.py --hub fewshot --train-size 100 --splits seed0",
-              "../.venv/bin/python amc_results.py --hub fewshot --train-size 10 --splits seed0",
+              "../.venv/bin/python amc_analysis.py   # proxy quality against final MAE",
               "../.venv/bin/python results_table.py", "```", ""]
     notes = Path(args.notes)
     if notes.is_file():
