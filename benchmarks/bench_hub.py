@@ -70,6 +70,7 @@ from hub_harness import (
     Lab,
     ModuleFactory,
     approve,
+    bench_hub,
     contribute,
     enroll,
     fetch_verified,
@@ -216,7 +217,7 @@ def section_transfer(db: str, workdir: Path, factory: ModuleFactory, repeats: in
     bare = {"subprocess": BareClient(sub_addr), "in-process": BareClient(f"127.0.0.1:{in_port}")}
     out: dict[str, Any] = {"repeats": repeats, "rows": []}
     try:
-        with HubProcess(workdir / "hub-a", db=db) as hub, hub.channel() as channel:
+        with bench_hub(workdir / "hub-a", db=db) as hub, hub.channel() as channel:
             stub = hub_pb2_grpc.ModuleServiceStub(channel)
             hub_public = stub.GetHubInfo(hub_pb2.GetHubInfoRequest()).hub_public_key
             lab = Lab.new("lab-bench")
@@ -567,7 +568,7 @@ def section_list(db: str, workdir: Path, factory: ModuleFactory, total: int, sma
     out: dict[str, Any] = {"method": "real uploads (StartUpload/Upload/FinishUpload) of "
                                      "distinct CGCNN adapter modules + ApproveModule RPCs"}
     deadline = time.monotonic() + budget_s
-    with HubProcess(workdir / "hub-b", db=db) as hub, hub.channel() as channel:
+    with bench_hub(workdir / "hub-b", db=db) as hub, hub.channel() as channel:
         stub = hub_pb2_grpc.ModuleServiceStub(channel)
         hub_public = stub.GetHubInfo(hub_pb2.GetHubInfoRequest()).hub_public_key
         labs = [Lab.new(f"lab-{i}") for i in range(4)]
@@ -620,7 +621,7 @@ def section_concurrent(db: str, workdir: Path, factory: ModuleFactory, clients: 
     corrupt: list[str] = []
     deadline = time.monotonic() + budget_s
 
-    with HubProcess(workdir / "hub-c", db=db) as hub:
+    with bench_hub(workdir / "hub-c", db=db) as hub:
         with hub.channel() as channel:
             hub_public = hub_pb2_grpc.ModuleServiceStub(channel).GetHubInfo(
                 hub_pb2.GetHubInfoRequest()).hub_public_key

@@ -17,173 +17,51 @@ Module families (all pass every hub check):
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# the hub process harness is shared with the server tests (tests/server/hubtest.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import hashlib
 import json
-import os
-import secrets
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 import safetensors.numpy
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from google.protobuf.message import Message
 
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
 from moma.trust.chunks import chunk_intact, make_chunk
 from moma.trust.keys import (
-    generate_keypair,
-    key_id,
     public_key_from_raw,
-    public_key_to_raw,
-    save_private_key,
-    save_public_key,
 )
 from moma.trust.manifest import (
     Countersignature,
     SignedManifest,
     build_manifest,
-    canonical_json,
     sign_manifest,
     verify_countersignature,
     verify_manifest_signature,
 )
+from tests.server.hubtest import HubProcess, Lab, operator_call, read_line
 
 ROOT = Path(__file__).resolve().parents[1]
-MOMA_HUB = str(Path(sys.executable).with_name("moma-hub"))
 CHUNK = 1024 * 1024
 MIB = 1024 * 1024
 HEADER_CAP = 8 * MIB  # moma.modules.safetensors_check.MAX_HEADER_BYTES, used by the hub
 
 
-# -- the hub process ---------------------------------------------------------------------------
+# -- the hub process and signed calls: the server tests' harness --------------------------------
 
 
-@dataclass
-class HubProcess:
-    """One real ``moma-hub serve`` process (plaintext on loopback, or TLS)."""
-
-    root: Path
-    db: str = ""
-    hub_id: str = "bench-hub"
-    max_module_bytes: int = 256 * MIB
-    tls: tuple[Path, Path, Path] | None = None  # cert, key, CA that signed the cert
-    proc: subprocess.Popen[str] | None = None
-    port: int = 0
-    operator: Ed25519PrivateKey = field(default_factory=lambda: generate_keypair().private)
-    hub_key: Ed25519PrivateKey = field(default_factory=lambda: generate_keypair().private)
-
-    @property
-    def store(self) -> Path:
-        return self.root / "store"
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 120) -> HubProcess:
-        self.root.mkdir(parents=True, exist_ok=True)
-        if not (self.root / "hub_key.pem").exists():
-            save_private_key(self.root / "hub_key.pem", self.hub_key)
-            save_public_key(self.root / "operator.pub.pem", self.operator.public_key())
-        args = [MOMA_HUB, "serve", "--store", str(self.store), "--listen", "127.0.0.1:0",
-                "--hub-key", str(self.root / "hub_key.pem"), "--hub-id", self.hub_id,
-                "--operator-key", str(self.root / "operator.pub.pem"),
-                "--max-module-bytes", str(self.max_module_bytes), "--log-level", "WARNING"]
-        if self.db:
-            args += ["--db", self.db]
-        if self.tls:
-            args += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
-        else:
-            args.append("--insecure")
-        log = (self.root / "hub.log").open("a")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        line = read_line(self.proc, timeout)
-        if "listening on" not in line:
-            self.stop()
-            raise RuntimeError(f"hub did not start: {line!r}; log:\n"
-                               f"{(self.root / 'hub.log').read_text()[-3000:]}")
-        self.port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def channel(self) -> grpc.Channel:
-        options = [("grpc.max_receive_message_length", 8 * MIB)]
-        if self.tls is None:
-            return grpc.insecure_channel(self.address, options=options)
-        creds = grpc.ssl_channel_credentials(self.tls[2].read_bytes())
-        return grpc.secure_channel(f"localhost:{self.port}", creds, options=options)
-
-    def __enter__(self) -> HubProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    result: list[str] = []
-    reader = threading.Thread(
-        target=lambda: result.append(proc.stdout.readline()),  # type: ignore[union-attr]
-        daemon=True)
-    reader.start()
-    reader.join(timeout)
-    return result[0] if result else ""
-
-
-# -- identities and signed calls ---------------------------------------------------------------
-
-
-@dataclass
-class Lab:
-    name: str
-    private: Ed25519PrivateKey = field(repr=False)
-
-    @classmethod
-    def new(cls, name: str) -> Lab:
-        return cls(name, generate_keypair().private)
-
-    @property
-    def key_id(self) -> str:
-        return key_id(self.private.public_key())
-
-    @property
-    def public_raw(self) -> bytes:
-        return public_key_to_raw(self.private.public_key())
-
-
-def operator_call(stub: hub_pb2_grpc.OperatorServiceStub, key: Ed25519PrivateKey, hub_id: str,
-                  method: str, request: Message, timeout: float = 60) -> Any:
-    """Sign ``request`` as hub.proto's OperatorAuth describes and send it."""
-    request.ClearField("auth")
-    body = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
-    nonce, when, kid = secrets.token_hex(16), int(time.time()), key_id(key.public_key())
-    payload = canonical_json({"format": "moma-operator-auth/1",
-                              "method": f"/moma.hub.v1.OperatorService/{method}",
-                              "body_sha256": body, "nonce": nonce, "time": when,
-                              "key_id": kid, "hub_id": hub_id})
-    request.auth.CopyFrom(hub_pb2.OperatorAuth(key_id=kid, nonce=nonce, time=when,
-                                               signature=key.sign(payload)))
-    return getattr(stub, method)(request, timeout=timeout)
+def bench_hub(root: Path, db: str = "") -> HubProcess:
+    """A real ``moma-hub serve`` process with the benchmarks' settings (quiet log, 256 MiB)."""
+    return HubProcess(root, db=db, hub_id="bench-hub", max_module_bytes=256 * MIB,
+                      extra=["--log-level", "WARNING"])
 
 
 def enroll(hub: HubProcess, channel: grpc.Channel, lab: Lab) -> None:
@@ -360,3 +238,7 @@ class ModuleFactory:
 def largest_valid_size() -> int:
     """CHGNet full tensors plus the largest header the hub accepts (a 64 kB margin)."""
     return 1_649_724 + HEADER_CAP - 64 * 1024
+
+
+# re-exported for bench_hub.py: the harness it shares with the server tests
+__all__ = ["HubProcess", "Lab", "operator_call", "read_line"]

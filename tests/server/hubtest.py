@@ -63,7 +63,9 @@ class Lab:
 
 @dataclass
 class HubProcess:
-    """One real hub process over a store folder (and a database URL)."""
+    """One real hub process over a store folder (and a database URL).
+
+    Shared by the server tests and the hub benchmarks (``benchmarks/hub_harness.py``)."""
 
     root: Path
     hub_id: str = "test-hub"
@@ -112,7 +114,7 @@ class HubProcess:
         log = (self.root / "hub.log").open("a")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
-        line = _read_line(self.proc, timeout)
+        line = read_line(self.proc, timeout)
         if "listening on" not in line:
             self.stop()
             raise RuntimeError(f"hub did not start: {line!r}; log:\n"
@@ -137,12 +139,19 @@ class HubProcess:
         self.proc = None
 
     def channel(self, client_cert: tuple[bytes, bytes] | None = None) -> grpc.Channel:
+        options = [("grpc.max_receive_message_length", 8 * 1024 * 1024)]  # large listings
         if self.tls is None:
-            return grpc.insecure_channel(self.address)
+            return grpc.insecure_channel(self.address, options=options)
         assert self.ca_cert is not None
         key, cert = client_cert if client_cert else (None, None)
         creds = grpc.ssl_channel_credentials(self.ca_cert.read_bytes(), key, cert)
-        return grpc.secure_channel(f"localhost:{self.port}", creds)
+        return grpc.secure_channel(f"localhost:{self.port}", creds, options=options)
+
+    def __enter__(self) -> HubProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     # -- direct inspection of what the hub stored -------------------------------------------
 
@@ -159,7 +168,7 @@ class HubProcess:
         return self.db_counts(), self.store_files()
 
 
-def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
     result: list[str] = []
     reader = threading.Thread(target=lambda: result.append(proc.stdout.readline()  # type: ignore[union-attr]
                                                            ), daemon=True)
