@@ -121,6 +121,7 @@ PLANS: dict[str, list[Run]] = {
     # (applied to backbone-ft too, so the comparison stays like for like).
     "remedies2": [
         Run("cgcnn", "amc", head="inherit", label="amc-full-inherit"),
+        Run("cgcnn", "amc", head="inherit", with_base=True, label="amc-full-inherit+base"),
         Run("cgcnn", "amc", knn_layer="head", label="amc-full-knn-head"),
         # averages of > 2 modules lost more often (amc_analysis.py): keep only weights >= 0.2
         Run("cgcnn", "amc", threshold=0.2, label="amc-full-w0.2"),

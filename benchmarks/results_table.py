@@ -158,7 +158,8 @@ def main() -> None:
                          f"{100 * rel:+.1f} %.")
     parts.append("")
     remedies = ["backbone-ft", "amc-full", "amc-full-top1", "amc-full+base",
-                "amc-full-top1+base", "amc-full-inherit", "amc-full-top1-inherit",
+                "amc-full-top1+base", "amc-full-inherit", "amc-full-inherit+base",
+                "amc-full-top1-inherit",
                 "amc-full-knn-head", "amc-full-w0.2",
                 "backbone-ft-lr3e-4", "amc-full-lr3e-4", "backbone-ft-lr1e-3", "amc-full-lr1e-3"]
     done = [lab for lab in remedies if any(cg[t].get(lab) for t in cg)]
