@@ -13,7 +13,8 @@
 #      signatures, sha256), and runs AMC and fine-tuning locally; its data never leaves.
 #
 # Knobs: DEMO_EPOCHS (lab training epochs, default 2), DEMO_MAX_TRAIN (lab training structures,
-# default 500), DEMO_COMPOSE_EPOCHS (default 12). The hub is stopped on exit, even on failure.
+# default 500), DEMO_COMPOSE_EPOCHS (default 12), DEMO_OUT (default runs/demo), DEMO_BIN (the
+# folder holding moma-hub and moma-client, default .venv/bin). The hub is stopped on exit, even on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared="${MOMA_SHARED:-$(cd .. && pwd)/shared}"
@@ -34,13 +35,14 @@ MSG
   fi
 done
 
-out=runs/demo
-bin=.venv/bin
+out="${DEMO_OUT:-runs/demo}"
+case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
+bin="${DEMO_BIN:-.venv/bin}"
 epochs="${DEMO_EPOCHS:-2}"
 max_train="${DEMO_MAX_TRAIN:-500}"
 compose_epochs="${DEMO_COMPOSE_EPOCHS:-12}"
 # The demo's own trust store: its hub is new on every run, so it must not touch the user's.
-export MOMA_KNOWN_HUBS="$PWD/$out/known_hubs.json"
+export MOMA_KNOWN_HUBS="$out/known_hubs.json"
 say() { printf '\n== %s\n' "$*"; }
 
 rm -rf "$out"
