@@ -13,7 +13,6 @@ import datetime as dt
 import ipaddress
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.server.hubtest import stop_process
 
 BIN = Path(sys.executable).parent
 MOMA_HUB = str(BIN / "moma-hub")
@@ -90,13 +91,7 @@ class Hub:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def operator(self, *args: str) -> subprocess.CompletedProcess[str]:

@@ -123,13 +123,7 @@ class HubProcess:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def kill(self) -> None:
@@ -166,6 +160,17 @@ class HubProcess:
 
     def snapshot(self) -> tuple[dict[str, int], list[str]]:
         return self.db_counts(), self.store_files()
+
+
+def stop_process(proc: subprocess.Popen[str] | None, timeout: float = 30) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL if the process has not exited in ``timeout``."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
