@@ -46,6 +46,10 @@ PROFILES = {
 # CHGNet costs 4-5x more per step than CGCNN on 2 cores, so its families get a smaller budget
 # under the full profile (recorded in each module's card through its training config).
 CHGNET_FULL = {"castelli_epochs": 10, "task_epochs": 40, "castelli_train": 2000}
+# Adapter training still back-propagates through every interaction block (an adapter follows
+# each atom convolution), so it costs about as much per step; with its 3x higher lr it gets half
+# the castelli subsample and half the task epochs to fit the CHGNet table into one session.
+CHGNET_ADAPTER = {"castelli_epochs": 10, "task_epochs": 20, "castelli_train": 1000}
 
 
 def moe18_modules() -> Path:
@@ -59,7 +63,9 @@ def moe18_modules() -> Path:
 def build_family(family: str, profile: str) -> Path:
     backbone_name, kind = family.split("-")
     backbone = get_backbone(backbone_name)
-    settings = CHGNET_FULL if backbone_name == "chgnet" and profile == "full" else PROFILES[profile]
+    settings = PROFILES[profile]
+    if backbone_name == "chgnet" and profile == "full":
+        settings = CHGNET_ADAPTER if kind == "adapter" else CHGNET_FULL
     init = load_module(moe18_modules() / "mp_eform") if backbone_name == "cgcnn" else None
     folder = RUNS / "hub" / family
     sources: list[tuple[str, str, str | None]] = [

@@ -73,6 +73,27 @@ def fmt(values: dict[str, float]) -> str:
     return text + ("" if len(v) == 5 else f" ({len(v)})")
 
 
+def chgnet_costs(rows: list[dict[str, Any]]) -> str:
+    """Cost of every CHGNet run (the issue asks for it per run): wall seconds, of which encoding
+    the training split with every candidate (selection) and fine-tuning, on one core."""
+    labels = ["backbone-ft", "amc-full", "amc-adapter"]
+    cost: dict[str, dict[str, str]] = defaultdict(dict)
+    for r in rows:
+        run = r["run"]
+        if run["hub"] != "chgnet" or run.get("train_size") is not None or r["split"] != "seed0":
+            continue
+        t = r.get("timings", {})
+        cost[r["task"]][run["label"]] = (
+            f"{r['wall_s']:.0f} ({t.get('select_s', 0):.0f} + {t.get('fine_tune_s', 0):.0f})")
+    lines = ["CHGNet cost per run on seed0, wall s (selection + fine-tuning), one thread:", "",
+             "| task | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for task in TASKS:
+        if task in cost:
+            lines.append(f"| {task} | " + " | ".join(cost[task].get(lab, "-") for lab in labels)
+                         + " |")
+    return "\n".join(lines)
+
+
 def markdown_table(table: dict[str, dict[str, dict[str, float]]], labels: list[str],
                    title_labels: dict[str, str]) -> tuple[str, dict[str, float]]:
     header = "| task | train mean | train median | " + " | ".join(
@@ -190,6 +211,7 @@ def main() -> None:
             if n:
                 parts.append(f"- {a} beats backbone-ft on {won} of {n} tasks; mean relative "
                              f"MAE change {100 * rel:+.1f} %.")
+        parts += ["", chgnet_costs(rows)]
     for size in (100, 10):
         fs = collect(rows, "cgcnn", size)
         if fs:
