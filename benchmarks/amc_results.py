@@ -110,6 +110,12 @@ PLANS: dict[str, list[Run]] = {
         Run("chgnet", "backbone-ft"),
         Run("chgnet", "amc", label="amc-full"),
         Run("chgnet", "amc", kind="adapter", label="amc-adapter"),
+        Run("chgnet", "backbone-ft", kind="adapter", label="adapter-ft"),
+    ],
+    # Control for AMC (adapter): fresh adapters on the base, trained alone. Without it a gain of
+    # amc-adapter over backbone-ft could come from training fewer weights, not from composing.
+    "adapter-control": [
+        Run("cgcnn", "backbone-ft", kind="adapter", label="adapter-ft"),
     ],
     # Remedies tried where AMC's average trails backbone-ft (see docs/results.md).
     "remedies": [

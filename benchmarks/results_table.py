@@ -76,7 +76,7 @@ def fmt(values: dict[str, float]) -> str:
 def chgnet_costs(rows: list[dict[str, Any]]) -> str:
     """Cost of every CHGNet run (the issue asks for it per run): wall seconds, of which encoding
     the training split with every candidate (selection) and fine-tuning, on one core."""
-    labels = ["backbone-ft", "amc-full", "amc-adapter"]
+    labels = ["backbone-ft", "amc-full", "amc-adapter", "adapter-ft"]
     cost: dict[str, dict[str, str]] = defaultdict(dict)
     for r in rows:
         run = r["run"]
@@ -170,6 +170,7 @@ def main() -> None:
     text, _ = markdown_table(cg, present, titles)
     parts += ["## CGCNN (shared base: the imported mp_eform module)", "", text, ""]
     for a, b in [("amc-full", "backbone-ft"), ("amc-adapter", "backbone-ft"),
+                 ("amc-adapter", "adapter-ft"), ("adapter-ft", "backbone-ft"),
                  ("moe18:amc-ensemble", "backbone-ft"),
                  ("moe18:amc-top1", "backbone-ft"), ("amc-full", "all-average"),
                  ("amc-full", "random"), ("amc-full", "select-average")]:
@@ -204,12 +205,15 @@ def main() -> None:
         parts.append("")
     ch = collect(rows, "chgnet", None)
     if ch:
-        text, _ = markdown_table(ch, ["backbone-ft", "amc-full", "amc-adapter"], {})
+        ch_labels = [lab for lab in ["backbone-ft", "amc-full", "amc-adapter", "adapter-ft"]
+                     if any(ch[t].get(lab) for t in ch)]
+        text, _ = markdown_table(ch, ch_labels, {})
         parts += ["", "## CHGNet (shared base: pretrained CHGNet 0.3.0)", "", text, ""]
-        for a in ("amc-full", "amc-adapter"):
-            won, n, rel = wins(ch, a, "backbone-ft")
+        for a, b in [("amc-full", "backbone-ft"), ("amc-adapter", "backbone-ft"),
+                     ("amc-adapter", "adapter-ft"), ("adapter-ft", "backbone-ft")]:
+            won, n, rel = wins(ch, a, b)
             if n:
-                parts.append(f"- {a} beats backbone-ft on {won} of {n} tasks; mean relative "
+                parts.append(f"- {a} beats {b} on {won} of {n} tasks; mean relative "
                              f"MAE change {100 * rel:+.1f} %.")
         parts += ["", chgnet_costs(rows)]
     for size in (100, 10):
@@ -247,6 +251,8 @@ def main() -> None:
               "seed0,seed1,seed2",
               "../.venv/bin/python amc_results.py --hub remedies --splits seed0",
               "../.venv/bin/python amc_results.py --hub remedies2 --splits seed0",
+              "../.venv/bin/python amc_results.py --hub adapter-control --splits "
+              "seed0,seed1,seed2",
               "../.venv/bin/python amc_hub.py --family chgnet-full --family chgnet-adapter",
               "../.venv/bin/python amc_results.py --hub chgnet --splits seed0",
               "../.venv/bin/python amc_analysis.py   # proxy quality against final MAE",

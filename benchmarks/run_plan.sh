@@ -19,6 +19,7 @@ if [ "$part" = cgcnn ] || [ "$part" = all ]; then
   $py amc_results.py --hub fewshot --train-size 100 --splits seed1,seed2
   $py amc_results.py --hub fewshot --train-size 10 --splits seed1,seed2
   $py amc_results.py --hub remedies --splits seed1,seed2
+  $py amc_results.py --hub adapter-control --splits seed0,seed1,seed2
   $py amc_results.py --hub cgcnn --splits seed3,seed4
   $py amc_results.py --hub moe18 --splits seed3,seed4
 fi
@@ -28,5 +29,6 @@ if [ "$part" = chgnet ] || [ "$part" = all ]; then
   $py amc_results.py --hub chgnet --splits seed0 --only amc-full
   $py amc_hub.py --family chgnet-adapter --profile full
   $py amc_results.py --hub chgnet --splits seed0 --only amc-adapter
+  $py amc_results.py --hub chgnet --splits seed0 --only adapter-ft
 fi
 $py results_table.py
