@@ -76,7 +76,7 @@ def fmt(values: dict[str, float]) -> str:
 def chgnet_costs(rows: list[dict[str, Any]]) -> str:
     """Cost of every CHGNet run (the issue asks for it per run): wall seconds, of which encoding
     the training split with every candidate (selection) and fine-tuning, on one core."""
-    labels = ["backbone-ft", "amc-full", "amc-adapter", "adapter-ft"]
+    labels = ["backbone-ft", "amc-full", "amc-adapter", "adapter-ft", "backbone-ft-lr3e-4"]
     cost: dict[str, dict[str, str]] = defaultdict(dict)
     for r in rows:
         run = r["run"]
@@ -205,12 +205,15 @@ def main() -> None:
         parts.append("")
     ch = collect(rows, "chgnet", None)
     if ch:
-        ch_labels = [lab for lab in ["backbone-ft", "amc-full", "amc-adapter", "adapter-ft"]
+        ch_labels = [lab for lab in ["backbone-ft", "amc-full", "amc-adapter", "adapter-ft",
+                                   "backbone-ft-lr3e-4"]
                      if any(ch[t].get(lab) for t in ch)]
         text, _ = markdown_table(ch, ch_labels, {})
         parts += ["", "## CHGNet (shared base: pretrained CHGNet 0.3.0)", "", text, ""]
         for a, b in [("amc-full", "backbone-ft"), ("amc-adapter", "backbone-ft"),
-                     ("amc-adapter", "adapter-ft"), ("adapter-ft", "backbone-ft")]:
+                     ("amc-adapter", "adapter-ft"), ("adapter-ft", "backbone-ft"),
+                     ("backbone-ft-lr3e-4", "backbone-ft"), ("amc-full", "backbone-ft-lr3e-4"),
+                     ("amc-adapter", "backbone-ft-lr3e-4")]:
             won, n, rel = wins(ch, a, b)
             if n:
                 parts.append(f"- {a} beats {b} on {won} of {n} tasks; mean relative "
@@ -255,6 +258,7 @@ def main() -> None:
               "seed0,seed1,seed2",
               "../.venv/bin/python amc_hub.py --family chgnet-full --family chgnet-adapter",
               "../.venv/bin/python amc_results.py --hub chgnet --splits seed0",
+              "../.venv/bin/python amc_results.py --hub chgnet-lr --splits seed0",
               "../.venv/bin/python amc_analysis.py   # proxy quality against final MAE",
               "../.venv/bin/python results_table.py", "```", ""]
     notes = Path(args.notes)

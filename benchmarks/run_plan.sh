@@ -30,5 +30,6 @@ if [ "$part" = chgnet ] || [ "$part" = all ]; then
   $py amc_hub.py --family chgnet-adapter --profile full
   $py amc_results.py --hub chgnet --splits seed0 --only amc-adapter
   $py amc_results.py --hub chgnet --splits seed0 --only adapter-ft
+  $py amc_results.py --hub chgnet-lr --splits seed0
 fi
 $py results_table.py
