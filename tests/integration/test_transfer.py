@@ -105,7 +105,7 @@ def test_contribute_and_pull_over_mutual_tls(tmp_path: Path, world: World) -> No
     pki = make_pki(tmp_path / "pki")
     hub = Hub(tmp_path / "tls-hub", hub_id="tls-hub", tls=(pki["server_cert"], pki["server_key"]),
               client_ca=pki["ca"],
-              operator_tls=["--ca-cert", str(pki["ca"]), "--client-cert",
+              operator_tls=["--ca", str(pki["ca"]), "--client-cert",
                             str(pki["client_cert"]), "--client-key", str(pki["client_key"])])
     hub.start()
     try:

@@ -103,7 +103,7 @@ def test_tls_hub_serves_and_refuses_unverified_clients(tmp_path: Path, pool: Mod
         # the operator CLI over TLS
         listed = subprocess.run(
             [MOMA_HUB, "modules", "list", "--state", "approved", "--hub", f"localhost:{hub.port}",
-             "--ca-cert", str(tmp_path / "ca.pem"), "--operator-key",
+             "--ca", str(tmp_path / "ca.pem"), "--operator-key",
              str(hub.operator_key_path), "--json"], capture_output=True, text=True, timeout=60)
         assert listed.returncode == 0, listed.stderr
         assert module.module_id in listed.stdout

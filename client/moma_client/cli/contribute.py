@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from moma.errors import MomaError
-from moma.trust.keys import load_private_key
 from moma_client.cli import train as train_cli
 from moma_client.cli.common import err, print_json, step
 from moma_client.cli.hub_options import (
@@ -25,46 +24,67 @@ from moma_client.cli.hub_options import (
     line,
     warn,
 )
-from moma_client.hub.client import state_name, summary_dict
-from moma_client.hub.upload import DEFAULT_CHUNK
-from moma_client.hub.upload import contribute as upload_module
+from moma_client.cli.options import (
+    Backbone,
+    BatchSize,
+    Device,
+    Epochs,
+    HeadLrFactor,
+    Init,
+    Kind,
+    Loss,
+    Lr,
+    MaxTrain,
+    Name,
+    Patience,
+    Seed,
+    SkipInvalid,
+    Split,
+    Target,
+    Task,
+)
 
 
 def contribute(
     hub: HubAddr,
     key: Annotated[Path, typer.Option("--key", envvar="MOMA_LAB_KEY", help="The lab's private key (moma-client keys init), enrolled on the hub.")],
     module: Annotated[Path | None, typer.Option("--module", help="Contribute this module folder (module.safetensors + card.json).")] = None,
-    data: Annotated[str | None, typer.Option(help="Or train a module on this dataset first (same forms as train --data).")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="Or train a module on this dataset first, with the options of moma-client train (same forms as train --data).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="With --data: folder for the trained module.")] = None,
-    task: Annotated[str | None, typer.Option(help="Training: task name (default: the dataset's).")] = None,
-    target: Annotated[str | None, typer.Option(help="Training: target column for multi-target data.")] = None,
-    backbone: Annotated[str, typer.Option(help="Training: cgcnn or chgnet.")] = "cgcnn",
-    kind: Annotated[str, typer.Option(help="Training: full or adapter.")] = "full",
-    init: Annotated[Path | None, typer.Option(help="Training: start from this full module (folder).")] = None,
-    split: Annotated[str, typer.Option(help="Training: published split (seed0..seed4) or 'random'.")] = "seed0",
-    epochs: Annotated[int, typer.Option(min=1)] = 100,
-    batch_size: Annotated[int, typer.Option(min=2)] = 32,
-    lr: Annotated[float, typer.Option()] = 1e-3,
-    head_lr_factor: Annotated[float, typer.Option()] = 1.0,
-    patience: Annotated[int, typer.Option()] = 20,
-    loss: Annotated[str, typer.Option(help="Training: l1, mse or huber.")] = "l1",
-    seed: Annotated[int, typer.Option()] = 0,
-    device: Annotated[str, typer.Option()] = "cpu",
-    skip_invalid: Annotated[bool, typer.Option()] = False,
-    max_train: Annotated[int | None, typer.Option(help="Training: at most N training records.")] = None,
-    name: Annotated[str | None, typer.Option(help="Training: module name for the card.")] = None,
+    task: Task = None,
+    target: Target = None,
+    backbone: Backbone = "cgcnn",
+    kind: Kind = "full",
+    init: Init = None,
+    split: Split = "seed0",
+    epochs: Epochs = 100,
+    batch_size: BatchSize = 32,
+    lr: Lr = 1e-3,
+    head_lr_factor: HeadLrFactor = 1.0,
+    patience: Patience = 20,
+    loss: Loss = "l1",
+    seed: Seed = 0,
+    device: Device = "cpu",
+    skip_invalid: SkipInvalid = False,
+    max_train: MaxTrain = None,
+    name: Name = None,
     hub_key: HubKey = None,
     ca: Ca = None,
     client_cert: ClientCert = None,
     client_key: ClientKey = None,
     insecure: Insecure = False,
-    chunk_size: Annotated[int, typer.Option(min=1024, hidden=True, help="Largest chunk sent (the hub may ask for less).")] = DEFAULT_CHUNK,
+    chunk_size: Annotated[int | None, typer.Option(min=1024, hidden=True, help="Largest chunk sent (default 1 MiB; the hub may ask for less).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the hub's listing entry as JSON.")] = False,
 ) -> None:
     """Sign a module's manifest for the hub and upload it; it waits there as pending."""
     if (module is None) == (data is None):
         raise MomaError("contribute needs exactly one of --module DIR (an existing module) or "
                         "--data DATASET (train one first, with the options of moma-client train)")
+    from moma.trust.keys import load_private_key
+    from moma_client.hub.client import state_name, summary_dict
+    from moma_client.hub.upload import DEFAULT_CHUNK
+    from moma_client.hub.upload import contribute as upload_module
+
     private = load_private_key(key)  # fail on a bad key before training or connecting
     if data is not None:
         if out_dir is None:
@@ -82,7 +102,7 @@ def contribute(
     assert module is not None
     with connect(hub, hub_key, ca, client_cert, client_key, insecure) as client, \
             step(f"upload to {client.hub_id}", 1) as update:
-        done = upload_module(client, private, module, chunk_size=chunk_size,
+        done = upload_module(client, private, module, chunk_size=chunk_size or DEFAULT_CHUNK,
                              on_bytes=update, warn=warn)
     summary = done.module
     if json_output:

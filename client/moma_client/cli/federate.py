@@ -19,11 +19,17 @@ from typing import Annotated
 
 import typer
 
-from moma.trust.keys import key_id, load_private_key
 from moma_client.cli.common import err, out, print_json
-from moma_client.federation import processes as fp
-from moma_client.federation.local import wait_for_report
-from moma_client.federation.protocol import FederationError, RunSpec
+from moma_client.cli.options import (
+    Backbone,
+    BatchSize,
+    HeadLrFactor,
+    Kind,
+    Lr,
+    Seed,
+    SkipInvalid,
+    Target,
+)
 
 federate_app = typer.Typer(help="Federated training with other labs (Flower SuperLink/SuperNodes).",
                            no_args_is_help=True)
@@ -35,6 +41,9 @@ RootCert = Annotated[Path | None, typer.Option("--root-certificates", help="CA c
 def _foreground(args: list[str], env: dict[str, str]) -> None:
     """Run a Flower server process until it exits; Ctrl-C or SIGTERM to this command stops
     it (by its process id, with the helpers it started) instead of orphaning it."""
+    from moma_client.federation import processes as fp
+    from moma_client.federation.protocol import FederationError
+
     proc = subprocess.Popen(args, env=env, start_new_session=True)
     handle = fp.Proc(Path(args[0]).name, proc)
 
@@ -64,6 +73,8 @@ def superlink(
     insecure: Insecure = False,
 ) -> None:
     """Run the coordinator's SuperLink in the foreground (Ctrl-C stops it)."""
+    from moma_client.federation import processes as fp
+
     tls = fp.Tls(insecure=insecure, certfile=ssl_certfile, keyfile=ssl_keyfile,
                  ca_certfile=ssl_ca_certfile)
     err.print(f"SuperLink on {host}:{port} ({'plaintext' if insecure else 'TLS'})")
@@ -78,13 +89,17 @@ def lab(
     base: Annotated[Path | None, typer.Option(help="The base module folder this lab agreed to train from (required for adapter runs).")] = None,
     base_sha256: Annotated[str, typer.Option(help="Or pin the base by its sha256.")] = "",
     split: Annotated[str, typer.Option(help="Published split of the data file (seed0..seed4) or 'random'.")] = "seed0",
-    target: Annotated[str | None, typer.Option(help="Target column for multi-target data.")] = None,
-    skip_invalid: Annotated[bool, typer.Option(help="Drop invalid records instead of failing.")] = False,
+    target: Target = None,
+    skip_invalid: SkipInvalid = False,
     port: Annotated[int, typer.Option(help="Local port of this SuperNode's Runtime API (one per SuperNode on a machine).")] = 9094,
     root_certificates: RootCert = None,
     insecure: Insecure = False,
 ) -> None:
     """Run this lab's SuperNode in the foreground; it trains whenever the coordinator runs."""
+    from moma.trust.keys import load_private_key
+    from moma_client.federation import processes as fp
+    from moma_client.federation.protocol import FederationError
+
     data = data.expanduser().resolve()
     if not data.exists():
         raise FederationError(f"{data}: no such data file")
@@ -110,15 +125,15 @@ def run(
     unit: Annotated[str, typer.Option(help="Unit every lab's data must have (as in the data files).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the federated module (on this machine, beside the SuperLink).")],
     key: Annotated[Path, typer.Option("--key", envvar="MOMA_LAB_KEY", help="The coordinator's private key; its id goes on the card.")],
-    backbone: Annotated[str, typer.Option(help="cgcnn or chgnet.")] = "cgcnn",
-    kind: Annotated[str, typer.Option(help="full or adapter.")] = "full",
+    backbone: Backbone = "cgcnn",
+    kind: Kind = "full",
     base: Annotated[str, typer.Option(help="Base: a full module folder, or 'scratch' (seeded random start).")] = "scratch",
     rounds: Annotated[int, typer.Option(min=1)] = 10,
     local_epochs: Annotated[int, typer.Option(min=1, help="Local epochs per round.")] = 2,
-    batch_size: Annotated[int, typer.Option(min=2)] = 32,
-    lr: Annotated[float, typer.Option()] = 1e-3,
-    head_lr_factor: Annotated[float, typer.Option()] = 1.0,
-    seed: Annotated[int, typer.Option()] = 0,
+    batch_size: BatchSize = 32,
+    lr: Lr = 1e-3,
+    head_lr_factor: HeadLrFactor = 1.0,
+    seed: Seed = 0,
     split: Annotated[str, typer.Option(help="Split name recorded on the card.")] = "seed0",
     labs: Annotated[int, typer.Option(help="Wait for this many labs before starting (0: min-labs).")] = 0,
     min_labs: Annotated[int, typer.Option(min=1, help="Fewest labs a run or a round may average.")] = 2,
@@ -132,6 +147,11 @@ def run(
     json_output: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
     """Start a federated run on the SuperLink, wait for it, and report the module."""
+    from moma.trust.keys import key_id, load_private_key
+    from moma_client.federation import processes as fp
+    from moma_client.federation.local import wait_for_report
+    from moma_client.federation.protocol import FederationError, RunSpec
+
     coordinator = key_id(load_private_key(key).public_key())
     out_dir = out_dir.expanduser().resolve()
     if base != "scratch":

@@ -1,4 +1,4 @@
-"""``moma-client modules list|show|pull --hub ADDR``: a hub's modules, verified.
+"""``moma-client modules list|show|pull``: local folders, or a hub's modules, verified.
 
 ``list`` and ``show`` keep their local form (``modules list FOLDER``, ``modules show DIR``)
 and read a hub instead when given ``--hub`` and no folder; ``pull`` downloads approved modules
@@ -8,18 +8,17 @@ into the local cache (``$MOMA_CACHE/modules/<sha256>/``), verified, once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from moma.errors import MomaError
-from moma.proto.hub.v1 import hub_pb2
-from moma.trust.countersignature import verify_countersignature
-from moma_client.cli import modules as local
 from moma_client.cli.common import err, print_json, step
 from moma_client.cli.hub_options import Ca, ClientCert, ClientKey, HubKey, Insecure, connect, line
-from moma_client.hub.cache import ModuleCache
-from moma_client.hub.client import HubClient, state_name, summary_dict
+from moma_client.cli.modules import list_local, show_local
+
+if TYPE_CHECKING:
+    from moma_client.hub.client import HubClient
 
 OptionalHub = Annotated[str | None, typer.Option("--hub", help="Read this hub (host:port) instead of a local folder.")]
 
@@ -42,8 +41,10 @@ def list_command(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List the modules below FOLDER, or the modules of a hub (--hub)."""
+    from moma_client.hub.client import state_name, summary_dict
+
     if folder is not None:
-        local.list_command(folder, json_output)
+        list_local(folder, json_output)
         return
     if hub is None:
         raise MomaError("modules list needs a FOLDER or --hub ADDR")
@@ -67,8 +68,12 @@ def show_command(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show a module's card (local folder, or a hub module with its verified signatures)."""
+    from moma.proto.hub.v1 import hub_pb2
+    from moma.trust.countersignature import verify_countersignature
+    from moma_client.hub.client import state_name, summary_dict
+
     if hub is None:
-        local.show_command(Path(module), json_output)
+        show_local(Path(module), json_output)
         return
     with _client(hub, hub_key, ca, client_cert, client_key, insecure) as client:
         hub_card = client.get_card(module, require_approved=False)
@@ -108,6 +113,8 @@ def pull_command(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Download approved modules into the local cache, verified (cached ones move no bytes)."""
+    from moma_client.hub.cache import ModuleCache
+
     cache = ModuleCache()
     results: list[dict[str, Any]] = []
     with _client(hub, hub_key, ca, client_cert, client_key, insecure) as client:
@@ -127,13 +134,3 @@ def pull_command(
     for r in results:
         how = "cached" if r["from_cache"] else f"downloaded {r['downloaded_bytes']} bytes"
         line(f"{r['module_id'][:12]}  {r['name']:28s} {how}: {r['path']}")
-
-
-def extend_modules_app(app: typer.Typer) -> None:
-    """Replace the local-only ``list``/``show`` with these (which keep the local form) and add
-    ``pull``."""
-    app.registered_commands = [c for c in app.registered_commands
-                               if c.name not in ("list", "show", "pull")]
-    app.command("list")(list_command)
-    app.command("show")(show_command)
-    app.command("pull")(pull_command)

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
+from moma.cli.options import Ca, ClientCert, ClientKey, HubAddr, Insecure
 from moma_client.cli.common import err, out, step
-from moma_client.hub.cache import ModuleCache
-from moma_client.hub.candidates import fetch_candidates
-from moma_client.hub.client import HubClient
-from moma_client.hub.connection import Transport
-from moma_client.hub.pinning import parse_hub_key
 
-HubAddr = Annotated[str, typer.Option("--hub", envvar="MOMA_HUB", help="Hub address host:port.")]
+if TYPE_CHECKING:
+    from moma_client.hub.client import HubClient
+
 HubKey = Annotated[str | None, typer.Option("--hub-key", envvar="MOMA_HUB_KEY", help="The hub's public key (base64 or PEM file) to pin; default: trust on first use, remembered in known_hubs.json ($MOMA_KNOWN_HUBS).")]
-Ca = Annotated[Path | None, typer.Option("--ca", help="CA certificate (PEM) that signed the hub's TLS certificate (default: system roots).")]
-ClientCert = Annotated[Path | None, typer.Option("--client-cert", help="Client certificate (PEM) for mutual TLS.")]
-ClientKey = Annotated[Path | None, typer.Option("--client-key", help="Client TLS private key (PEM) for mutual TLS.")]
-Insecure = Annotated[bool, typer.Option("--insecure", help="Plaintext gRPC (a hub on loopback only); TLS is the default.")]
+
+__all__ = ["Ca", "ClientCert", "ClientKey", "HubAddr", "HubKey", "Insecure", "connect",
+           "hub_candidate_folders", "line", "warn"]
 
 
 def line(text: str) -> None:
@@ -35,6 +32,10 @@ def warn(message: str) -> None:
 def connect(hub: str, hub_key: str | None, ca: Path | None, client_cert: Path | None,
             client_key: Path | None, insecure: bool) -> HubClient:
     """Open a channel, fetch the hub's identity and pin its key (or refuse)."""
+    from moma_client.hub.client import HubClient
+    from moma_client.hub.connection import Transport
+    from moma_client.hub.pinning import parse_hub_key
+
     transport = Transport(hub, ca=ca, client_cert=client_cert, client_key=client_key,
                           insecure=insecure)
     expected = parse_hub_key(hub_key) if hub_key else None
@@ -48,6 +49,9 @@ def hub_candidate_folders(hub: str, hub_key: str | None, ca: Path | None,
 
     Sends only GetHubInfo, ListModules (backbone, kind), GetCard and Download (module ids).
     """
+    from moma_client.hub.cache import ModuleCache
+    from moma_client.hub.candidates import fetch_candidates
+
     cache = ModuleCache()
     with connect(hub, hub_key, ca, client_cert, client_key, insecure) as client, \
             step(f"hub {client.hub_id}", 1) as update:

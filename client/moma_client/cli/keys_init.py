@@ -8,13 +8,6 @@ from typing import Annotated
 import typer
 
 from moma.errors import TrustError
-from moma.trust.keys import (
-    generate_keypair,
-    key_id,
-    public_key_to_b64,
-    save_private_key,
-    save_public_key,
-)
 from moma_client.cli.common import print_json
 from moma_client.cli.hub_options import line
 
@@ -41,6 +34,14 @@ def init(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create an Ed25519 key pair; prints the key id and public key to give the hub operator."""
+    from moma.trust.keys import (
+        generate_keypair,
+        key_id,
+        public_key_to_b64,
+        save_private_key,
+        save_public_key,
+    )
+
     private_path = out_path or default_key_path()
     pub_path = public_path(private_path)
     for path in (private_path, pub_path):

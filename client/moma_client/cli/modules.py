@@ -1,4 +1,8 @@
-"""``moma-client modules``: import, list and show local modules."""
+"""``moma-client modules``, local side: import the MoE-(18) CGCNNs, list and show module folders.
+
+The ``modules`` group itself is built once, in :mod:`moma_client.cli.app`; ``list`` and
+``show`` (:mod:`moma_client.cli.hub_modules`) read a hub instead when given ``--hub``.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,18 @@ from typing import Annotated
 
 import typer
 
-from moma.modules.moe18 import import_moe18
-from moma.modules.store import list_modules, load_card
-from moma.paths import moe18_dir
 from moma_client.cli.common import out, print_json
 
-modules_app = typer.Typer(help="Local modules: import the MoE-(18) CGCNNs, list, show.",
-                          no_args_is_help=True)
 
-
-@modules_app.command("import-moe18")
 def import_moe18_command(
     src: Annotated[Path | None, typer.Argument(help="The moe18-cgcnn folder (default: $MOMA_SHARED/modules/moe18-cgcnn).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder that receives one module folder per task.")] = Path("modules/moe18"),
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Turn the 18 pretrained CGCNN models into verified modules with cards."""
+    from moma.modules.moe18 import import_moe18
+    from moma.paths import moe18_dir
+
     cards = import_moe18(src or moe18_dir(), out_dir)
     if json_output:
         print_json([c.to_json() for c in cards])
@@ -32,12 +32,10 @@ def import_moe18_command(
     out.print(f"{len(cards)} modules imported into {out_dir}")
 
 
-@modules_app.command("list")
-def list_command(
-    folder: Annotated[Path, typer.Argument(help="Folder with module folders.")],
-    json_output: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
+def list_local(folder: Path, json_output: bool) -> None:
     """List the modules below FOLDER."""
+    from moma.modules.store import list_modules
+
     found = list_modules(folder)
     if json_output:
         print_json([{"path": str(p), **c.to_json()} for p, c in found])
@@ -46,12 +44,10 @@ def list_command(
         out.print(f"{card.name:32s} {card.kind:8s} {card.backbone:7s} {card.module_id[:12]}  {path}")
 
 
-@modules_app.command("show")
-def show_command(
-    module: Annotated[Path, typer.Argument(help="Module folder.")],
-    json_output: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
+def show_local(module: Path, json_output: bool) -> None:
     """Show a module's card."""
+    from moma.modules.store import load_card
+
     card = load_card(module)
     if json_output:
         print_json(card.to_json())

@@ -8,6 +8,26 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from moma_client.cli.common import err, out, print_json, progress
+from moma_client.cli.options import (
+    Backbone,
+    BatchSize,
+    Data,
+    Device,
+    Epochs,
+    HeadLrFactor,
+    Init,
+    Kind,
+    Loss,
+    Lr,
+    MaxTrain,
+    Name,
+    Patience,
+    Seed,
+    SkipInvalid,
+    Split,
+    Target,
+    Task,
+)
 
 if TYPE_CHECKING:
     from moma.data.prepared import PreparedData
@@ -15,25 +35,25 @@ if TYPE_CHECKING:
 
 
 def train(
-    data: Annotated[str, typer.Option(help="Dataset: a file, a CIF folder with id_prop.csv, or matminer:NAME.")],
+    data: Data,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for module.safetensors and card.json.")],
-    task: Annotated[str | None, typer.Option(help="Task name (default: the dataset's).")] = None,
-    target: Annotated[str | None, typer.Option(help="Target column for multi-target data.")] = None,
-    backbone: Annotated[str, typer.Option(help="Backbone: cgcnn or chgnet.")] = "cgcnn",
-    kind: Annotated[str, typer.Option(help="Module kind: full or adapter.")] = "full",
-    init: Annotated[Path | None, typer.Option(help="Start from this full module (folder).")] = None,
-    split: Annotated[str, typer.Option(help="Published split (seed0..seed4) or 'random'.")] = "seed0",
-    epochs: Annotated[int, typer.Option(min=1)] = 100,
-    batch_size: Annotated[int, typer.Option(min=2)] = 32,
-    lr: Annotated[float, typer.Option(help="Learning rate (Adam).")] = 1e-3,
-    head_lr_factor: Annotated[float, typer.Option(help="Head learning rate / backbone's.")] = 1.0,
-    patience: Annotated[int, typer.Option(help="Early stopping patience (epochs).")] = 20,
-    loss: Annotated[str, typer.Option(help="l1 (default), mse or huber, on standardized targets.")] = "l1",
-    seed: Annotated[int, typer.Option()] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
-    skip_invalid: Annotated[bool, typer.Option(help="Drop invalid records (listed) instead of failing.")] = False,
-    max_train: Annotated[int | None, typer.Option(help="Use at most N training records (seeded subsample).")] = None,
-    name: Annotated[str | None, typer.Option(help="Module name for the card.")] = None,
+    task: Task = None,
+    target: Target = None,
+    backbone: Backbone = "cgcnn",
+    kind: Kind = "full",
+    init: Init = None,
+    split: Split = "seed0",
+    epochs: Epochs = 100,
+    batch_size: BatchSize = 32,
+    lr: Lr = 1e-3,
+    head_lr_factor: HeadLrFactor = 1.0,
+    patience: Patience = 20,
+    loss: Loss = "l1",
+    seed: Seed = 0,
+    device: Device = "cpu",
+    skip_invalid: SkipInvalid = False,
+    max_train: MaxTrain = None,
+    name: Name = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
     """Train a module; writes OUT/module.safetensors and OUT/card.json (metrics in target units)."""

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 import moma
-from moma.errors import MomaError
+from moma.cli.shell import run, version_option
 from moma_server.cli import (
     audit,
     init,
@@ -50,17 +48,12 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(modules_app, name="modules")
 
 
-@app.callback()
-def _root() -> None:
-    """MoMa hub: serve modules and curate them."""
+app.callback()(version_option("moma-hub"))
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        app(args=argv, standalone_mode=False)
-    except MomaError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(int(exc.exit_code))
+    """Run the CLI: one-line errors and usage mistakes, typed exit codes (:mod:`moma.cli.shell`)."""
+    run(app, argv, "moma-hub")
 
 
 if __name__ == "__main__":

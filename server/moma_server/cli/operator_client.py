@@ -22,6 +22,7 @@ import typer
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
+from moma.cli.options import DEFAULT_HUB
 from moma.errors import ExitCode, MomaError
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
 from moma.trust.keys import key_id, load_private_key, sign
@@ -29,13 +30,11 @@ from moma.trust.operator_auth import operator_auth_payload
 
 M = TypeVar("M", bound=Message)
 
-DEFAULT_HUB = "127.0.0.1:50051"
-
 HubOpt = typer.Option(DEFAULT_HUB, "--hub", envvar="MOMA_HUB",
                       help="Hub address host:port.")
 KeyOpt = typer.Option(..., "--operator-key", envvar="MOMA_OPERATOR_KEY",
                       help="Operator private key (PEM, mode 0600) configured on the hub.")
-CaOpt = typer.Option(None, "--ca-cert", help="CA certificate (PEM) that signed the hub's cert.")
+CaOpt = typer.Option(None, "--ca", help="CA certificate (PEM) that signed the hub's TLS certificate (default: system roots).")
 ClientCertOpt = typer.Option(None, "--client-cert", help="Client certificate for mutual TLS.")
 ClientKeyOpt = typer.Option(None, "--client-key", help="Client key for mutual TLS.")
 InsecureOpt = typer.Option(False, "--insecure", help="Plaintext (a hub on loopback only).")

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from moma.backbones.base import Backbone
 from moma.errors import MomaError
+
+if TYPE_CHECKING:
+    from moma.backbones.base import Backbone
 
 
 def _cgcnn() -> Backbone:

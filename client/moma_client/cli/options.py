@@ -1,0 +1,43 @@
+"""Option groups the commands share (data, training), declared once.
+
+``train``, ``contribute``, ``compose`` and ``federate`` read data and train with the same flags;
+each flag's name, type, checks and help live here, and each command gives only its default.
+Choices come from the registries (backbones, module kinds), so they cannot drift.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from moma.amc.registry import KINDS, help_text
+from moma.backbones.registry import backbone_names
+
+# -- data ----------------------------------------------------------------------------------------
+Data = Annotated[str, typer.Option("--data", help="Dataset: a shared-format JSON file, a CIF folder with id_prop.csv, an extxyz file, or matminer:NAME.")]
+Task = Annotated[str | None, typer.Option("--task", help="Task name (default: the dataset's).")]
+Target = Annotated[str | None, typer.Option("--target", help="Target column for multi-target data.")]
+Split = Annotated[str, typer.Option("--split", help="Published split (seed0..seed4) or 'random'.")]
+SkipInvalid = Annotated[bool, typer.Option("--skip-invalid", help="Drop invalid records (listed) instead of failing.")]
+
+# -- model ---------------------------------------------------------------------------------------
+Backbone = Annotated[str, typer.Option("--backbone", click_type=click.Choice(backbone_names()), metavar="NAME", help="The backbone network: " + ", ".join(backbone_names()) + ".")]
+Kind = Annotated[str, typer.Option("--kind", click_type=click.Choice(list(KINDS)), metavar="KIND", help="Module kind: " + help_text(KINDS) + ".")]
+Init = Annotated[Path | None, typer.Option("--init", help="Start from this full module (folder) instead of the backbone's pretrained weights.")]
+
+# -- training ------------------------------------------------------------------------------------
+Epochs = Annotated[int, typer.Option("--epochs", min=1, help="Most epochs (early stopping on the validation MAE).")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=2, help="Structures per batch.")]
+Lr = Annotated[float, typer.Option("--lr", help="Learning rate (Adam).")]
+HeadLrFactor = Annotated[float, typer.Option("--head-lr-factor", help="Head learning rate / backbone's.")]
+Patience = Annotated[int, typer.Option("--patience", help="Early stopping patience (epochs).")]
+Loss = Annotated[str, typer.Option("--loss", click_type=click.Choice(["l1", "mse", "huber"]), metavar="LOSS", help="Loss on standardized targets: l1, mse or huber.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of splits, subsamples and initialization.")]
+Device = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")]
+MaxTrain = Annotated[int | None, typer.Option("--max-train", help="Use at most N training records (seeded subsample).")]
+Name = Annotated[str | None, typer.Option("--name", help="Module name for the card.")]
+Out = Annotated[Path, typer.Option("--out", help="Output folder.")]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
