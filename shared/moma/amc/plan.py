@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
+
     from moma.amc.compose import ComposeOptions
     from moma.amc.selection import Selection
     from moma.backbones.base import Backbone, BackboneModel

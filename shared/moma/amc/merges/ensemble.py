@@ -3,14 +3,14 @@ the weights (works across bases; costs one fine-tune per part)."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from moma.amc.merges import module_base
 from moma.amc.plan import Start, StartInput
 from moma.amc.registry import Merge
 
 
 def start(inp: StartInput) -> list[Start]:
+    import numpy as np
+
     from moma.amc.compose import from_modules
 
     plan, kind = inp.plan, inp.options.kind

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from moma.amc.merges import module_base
 from moma.amc.plan import Start, StartInput
 from moma.amc.registry import Merge
 
 
 def start(inp: StartInput) -> list[Start]:
+    import numpy as np
+
     from moma.amc.compose import from_modules
 
     module = inp.plan.modules[int(np.argmax(inp.plan.weights))]

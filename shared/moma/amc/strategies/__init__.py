@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
+
     from moma.amc.plan import PlanInput
     from moma.amc.selection import Selection
 
@@ -22,6 +22,8 @@ SELECTION_PARAMETERS = ("k", "knn_layer", "solver", "threshold")
 def select_and_keep(inp: PlanInput) -> tuple[Selection, np.ndarray, list[int]]:
     """AMC selection on the training split: the selection, the weights after dropping those
     below the threshold (renormalized), and the kept indices by decreasing weight."""
+    import numpy as np
+
     from moma.amc.merge import select_weights
     from moma.amc.selection import select
 
@@ -36,4 +38,6 @@ def select_and_keep(inp: PlanInput) -> tuple[Selection, np.ndarray, list[int]]:
 
 
 def uniform(n: int) -> np.ndarray:
+    import numpy as np
+
     return np.full(n, 1.0 / n)

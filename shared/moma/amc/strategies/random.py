@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from moma.amc.plan import Plan, PlanInput
 from moma.amc.registry import Strategy
 from moma.amc.strategies import SELECTION_PARAMETERS, select_and_keep, uniform
 
 
 def plan(inp: PlanInput) -> Plan:
+    import numpy as np
+
     selection, _, picked = select_and_keep(inp)
     rng = np.random.default_rng(inp.seed)
     idx = rng.choice(len(inp.candidates), size=len(picked), replace=False)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from moma.amc.plan import Plan, PlanInput, Start, StartInput
 from moma.amc.registry import Strategy
 from moma.errors import MomaError
 
 
 def plan(inp: PlanInput) -> Plan:
+    import numpy as np
+
     return Plan([], np.zeros(0), "none", "scratch: no modules composed")
 
 
 def start(inp: StartInput) -> list[Start]:
+
     from moma.modules.store import sha256_state
 
     model = inp.backbone.build()
