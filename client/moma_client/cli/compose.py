@@ -10,6 +10,7 @@ import typer
 from rich.progress import Progress, TaskID
 
 from moma.amc.registry import HEADS, KNN_LAYERS, help_text, merges, strategies
+from moma_client.cli import options as o
 from moma_client.cli.common import err, out, print_json, progress
 from moma_client.cli.hub_options import (
     Ca,
@@ -19,29 +20,13 @@ from moma_client.cli.hub_options import (
     Insecure,
     hub_candidate_folders,
 )
-from moma_client.cli.options import (
-    Backbone,
-    BatchSize,
-    Data,
-    Device,
-    Epochs,
-    HeadLrFactor,
-    Kind,
-    Lr,
-    Patience,
-    Seed,
-    SkipInvalid,
-    Split,
-    Target,
-    Task,
-)
 
 if TYPE_CHECKING:
     from moma.training.loop import EpochStats
 
 
 def compose(
-    data: Data,
+    data: o.Data,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.json, the composed module and figures.")],
     modules: Annotated[list[Path], typer.Option(help="Folder(s) of candidate modules.")] = [],  # noqa: B006
     hub: Annotated[str | None, typer.Option("--hub", help="Also take candidates from this hub: approved, verified, cached in $MOMA_CACHE/modules (only listings, cards and downloads are requested).")] = None,
@@ -50,28 +35,28 @@ def compose(
     client_cert: ClientCert = None,
     client_key: ClientKey = None,
     insecure: Insecure = False,
-    task: Task = None,
-    target: Target = None,
-    backbone: Backbone = "cgcnn",
-    split: Split = "seed0",
+    task: o.Task = None,
+    target: o.Target = None,
+    backbone: o.Backbone = "cgcnn",
+    split: o.Split = "seed0",
     train_size: Annotated[int | None, typer.Option(help="Few-shot: use N training structures.")] = None,
     strategy: Annotated[str, typer.Option(click_type=click.Choice(list(strategies())), metavar="STRATEGY", help=help_text(strategies()))] = "amc",
     merge: Annotated[str, typer.Option(click_type=click.Choice(list(merges())), metavar="MERGE", help=help_text(merges()))] = "auto",
-    kind: Kind = "full",
+    kind: o.Kind = "full",
     head: Annotated[str, typer.Option(click_type=click.Choice(list(HEADS)), metavar="HEAD", help=help_text(HEADS))] = "fresh",
     k: Annotated[int, typer.Option(help="Neighbours of the kNN proxy.")] = 5,
     knn_layer: Annotated[str, typer.Option(click_type=click.Choice(list(KNN_LAYERS)), metavar="LAYER", help="What feeds the kNN proxy: " + help_text(KNN_LAYERS))] = "pooled",
     threshold: Annotated[float, typer.Option(help="Drop modules below this weight.")] = 1e-3,
     solver: Annotated[str, typer.Option(help="cvxpy solver for the weights.")] = "CLARABEL",
     base_module: Annotated[Path | None, typer.Option(help="Base module for backbone-ft (CGCNN).")] = None,
-    epochs: Epochs = 60,
-    batch_size: BatchSize = 32,
-    lr: Lr = 8e-5,
-    head_lr_factor: HeadLrFactor = 10.0,
-    patience: Patience = 10,
-    seed: Seed = 0,
-    device: Device = "cpu",
-    skip_invalid: SkipInvalid = False,
+    epochs: o.Epochs = 60,
+    batch_size: o.BatchSize = 32,
+    lr: o.Lr = 8e-5,
+    head_lr_factor: o.HeadLrFactor = 10.0,
+    patience: o.Patience = 10,
+    seed: o.Seed = 0,
+    device: o.Device = "cpu",
+    skip_invalid: o.SkipInvalid = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Compose modules for a dataset: AMC weights, merge, fine-tune, report (all local)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,50 +24,16 @@ from moma_client.cli.hub_options import (
     line,
     warn,
 )
-from moma_client.cli.options import (
-    Backbone,
-    BatchSize,
-    Device,
-    Epochs,
-    HeadLrFactor,
-    Init,
-    Kind,
-    Loss,
-    Lr,
-    MaxTrain,
-    Name,
-    Patience,
-    Seed,
-    SkipInvalid,
-    Split,
-    Target,
-    Task,
-)
+from moma_client.cli.options import TRAINING, with_options_of
 
 
+@with_options_of(train_cli.train, TRAINING)
 def contribute(
     hub: HubAddr,
     key: Annotated[Path, typer.Option("--key", envvar="MOMA_LAB_KEY", help="The lab's private key (moma-client keys init), enrolled on the hub.")],
     module: Annotated[Path | None, typer.Option("--module", help="Contribute this module folder (module.safetensors + card.json).")] = None,
     data: Annotated[str | None, typer.Option("--data", help="Or train a module on this dataset first, with the options of moma-client train (same forms as train --data).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="With --data: folder for the trained module.")] = None,
-    task: Task = None,
-    target: Target = None,
-    backbone: Backbone = "cgcnn",
-    kind: Kind = "full",
-    init: Init = None,
-    split: Split = "seed0",
-    epochs: Epochs = 100,
-    batch_size: BatchSize = 32,
-    lr: Lr = 1e-3,
-    head_lr_factor: HeadLrFactor = 1.0,
-    patience: Patience = 20,
-    loss: Loss = "l1",
-    seed: Seed = 0,
-    device: Device = "cpu",
-    skip_invalid: SkipInvalid = False,
-    max_train: MaxTrain = None,
-    name: Name = None,
     hub_key: HubKey = None,
     ca: Ca = None,
     client_cert: ClientCert = None,
@@ -75,6 +41,7 @@ def contribute(
     insecure: Insecure = False,
     chunk_size: Annotated[int | None, typer.Option(min=1024, hidden=True, help="Largest chunk sent (default 1 MiB; the hub may ask for less).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the hub's listing entry as JSON.")] = False,
+    **training: Any,
 ) -> None:
     """Sign a module's manifest for the hub and upload it; it waits there as pending."""
     if (module is None) == (data is None):
@@ -92,12 +59,7 @@ def contribute(
         # Training prints a summary; keep stdout for this command's own (JSON) result.
         redirect = contextlib.redirect_stdout(sys.stderr) if json_output else contextlib.nullcontext()
         with redirect:
-            train_cli.train(data=data, out_dir=out_dir, task=task, target=target,
-                            backbone=backbone, kind=kind, init=init, split=split, epochs=epochs,
-                            batch_size=batch_size, lr=lr, head_lr_factor=head_lr_factor,
-                            patience=patience, loss=loss, seed=seed, device=device,
-                            skip_invalid=skip_invalid, max_train=max_train, name=name,
-                            json_output=False)
+            train_cli.train(data=data, out_dir=out_dir, json_output=False, **training)
         module = out_dir
     assert module is not None
     with connect(hub, hub_key, ca, client_cert, client_key, insecure) as client, \

@@ -19,17 +19,8 @@ from typing import Annotated
 
 import typer
 
+from moma_client.cli import options as o
 from moma_client.cli.common import err, out, print_json
-from moma_client.cli.options import (
-    Backbone,
-    BatchSize,
-    HeadLrFactor,
-    Kind,
-    Lr,
-    Seed,
-    SkipInvalid,
-    Target,
-)
 
 federate_app = typer.Typer(help="Federated training with other labs (Flower SuperLink/SuperNodes).",
                            no_args_is_help=True)
@@ -89,8 +80,8 @@ def lab(
     base: Annotated[Path | None, typer.Option(help="The base module folder this lab agreed to train from (required for adapter runs).")] = None,
     base_sha256: Annotated[str, typer.Option(help="Or pin the base by its sha256.")] = "",
     split: Annotated[str, typer.Option(help="Published split of the data file (seed0..seed4) or 'random'.")] = "seed0",
-    target: Target = None,
-    skip_invalid: SkipInvalid = False,
+    target: o.Target = None,
+    skip_invalid: o.SkipInvalid = False,
     port: Annotated[int, typer.Option(help="Local port of this SuperNode's Runtime API (one per SuperNode on a machine).")] = 9094,
     root_certificates: RootCert = None,
     insecure: Insecure = False,
@@ -125,15 +116,15 @@ def run(
     unit: Annotated[str, typer.Option(help="Unit every lab's data must have (as in the data files).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the federated module (on this machine, beside the SuperLink).")],
     key: Annotated[Path, typer.Option("--key", envvar="MOMA_LAB_KEY", help="The coordinator's private key; its id goes on the card.")],
-    backbone: Backbone = "cgcnn",
-    kind: Kind = "full",
+    backbone: o.Backbone = "cgcnn",
+    kind: o.Kind = "full",
     base: Annotated[str, typer.Option(help="Base: a full module folder, or 'scratch' (seeded random start).")] = "scratch",
     rounds: Annotated[int, typer.Option(min=1)] = 10,
     local_epochs: Annotated[int, typer.Option(min=1, help="Local epochs per round.")] = 2,
-    batch_size: BatchSize = 32,
-    lr: Lr = 1e-3,
-    head_lr_factor: HeadLrFactor = 1.0,
-    seed: Seed = 0,
+    batch_size: o.BatchSize = 32,
+    lr: o.Lr = 1e-3,
+    head_lr_factor: o.HeadLrFactor = 1.0,
+    seed: o.Seed = 0,
     split: Annotated[str, typer.Option(help="Split name recorded on the card.")] = "seed0",
     labs: Annotated[int, typer.Option(help="Wait for this many labs before starting (0: min-labs).")] = 0,
     min_labs: Annotated[int, typer.Option(min=1, help="Fewest labs a run or a round may average.")] = 2,

@@ -7,8 +7,10 @@ Choices come from the registries (backbones, module kinds), so they cannot drift
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import click
 import typer
@@ -41,3 +43,25 @@ MaxTrain = Annotated[int | None, typer.Option("--max-train", help="Use at most N
 Name = Annotated[str | None, typer.Option("--name", help="Module name for the card.")]
 Out = Annotated[Path, typer.Option("--out", help="Output folder.")]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+TRAINING = ("task", "target", "backbone", "kind", "init", "split", "epochs", "batch_size", "lr",
+            "head_lr_factor", "patience", "loss", "seed", "device", "skip_invalid", "max_train",
+            "name")
+"""The options of ``moma-client train`` that ``contribute --data`` passes on unchanged."""
+
+
+def with_options_of(source: Callable[..., Any], names: Sequence[str]) -> Callable[[F], F]:
+    """Give a command the options ``names`` of command ``source`` (same flags, checks, help and
+    defaults, declared once there); they reach the command in its ``**kwargs``."""
+
+    def wrap(func: F) -> F:
+        own = inspect.signature(func, eval_str=True)
+        params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        theirs = inspect.signature(source, eval_str=True).parameters
+        setattr(func, "__signature__",  # noqa: B010 - typer reads the signature
+                own.replace(parameters=[*params, *(theirs[name] for name in names)]))
+        return func
+
+    return wrap

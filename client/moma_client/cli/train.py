@@ -7,27 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from moma_client.cli import options as o
 from moma_client.cli.common import err, out, print_json, progress
-from moma_client.cli.options import (
-    Backbone,
-    BatchSize,
-    Data,
-    Device,
-    Epochs,
-    HeadLrFactor,
-    Init,
-    Kind,
-    Loss,
-    Lr,
-    MaxTrain,
-    Name,
-    Patience,
-    Seed,
-    SkipInvalid,
-    Split,
-    Target,
-    Task,
-)
 
 if TYPE_CHECKING:
     from moma.data.prepared import PreparedData
@@ -35,25 +16,25 @@ if TYPE_CHECKING:
 
 
 def train(
-    data: Data,
+    data: o.Data,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for module.safetensors and card.json.")],
-    task: Task = None,
-    target: Target = None,
-    backbone: Backbone = "cgcnn",
-    kind: Kind = "full",
-    init: Init = None,
-    split: Split = "seed0",
-    epochs: Epochs = 100,
-    batch_size: BatchSize = 32,
-    lr: Lr = 1e-3,
-    head_lr_factor: HeadLrFactor = 1.0,
-    patience: Patience = 20,
-    loss: Loss = "l1",
-    seed: Seed = 0,
-    device: Device = "cpu",
-    skip_invalid: SkipInvalid = False,
-    max_train: MaxTrain = None,
-    name: Name = None,
+    task: o.Task = None,
+    target: o.Target = None,
+    backbone: o.Backbone = "cgcnn",
+    kind: o.Kind = "full",
+    init: o.Init = None,
+    split: o.Split = "seed0",
+    epochs: o.Epochs = 100,
+    batch_size: o.BatchSize = 32,
+    lr: o.Lr = 1e-3,
+    head_lr_factor: o.HeadLrFactor = 1.0,
+    patience: o.Patience = 20,
+    loss: o.Loss = "l1",
+    seed: o.Seed = 0,
+    device: o.Device = "cpu",
+    skip_invalid: o.SkipInvalid = False,
+    max_train: o.MaxTrain = None,
+    name: o.Name = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
     """Train a module; writes OUT/module.safetensors and OUT/card.json (metrics in target units)."""

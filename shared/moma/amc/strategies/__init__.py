@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-    from moma.amc.plan import PlanInput
+    from moma.amc.plan import Plan, PlanInput
     from moma.amc.selection import Selection
 
 SELECTION_PARAMETERS = ("k", "knn_layer", "solver", "threshold")
@@ -41,3 +41,12 @@ def uniform(n: int) -> np.ndarray:
     import numpy as np
 
     return np.full(n, 1.0 / n)
+
+
+def no_modules(inp: PlanInput) -> Plan:
+    """The plan of a baseline that composes nothing (it builds its own start)."""
+    import numpy as np
+
+    from moma.amc.plan import Plan
+
+    return Plan([], np.zeros(0), "none", f"{inp.options.strategy}: no modules composed")

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from moma.amc.plan import Plan, PlanInput, Start, StartInput
+from moma.amc.plan import Start, StartInput
 from moma.amc.registry import Strategy
+from moma.amc.strategies import no_modules
 from moma.errors import MomaError
 
 
-def plan(inp: PlanInput) -> Plan:
-    import numpy as np
-
-    return Plan([], np.zeros(0), "none", "backbone-ft: no modules composed")
-
-
 def start(inp: StartInput) -> list[Start]:
-
     from moma.amc.compose import with_state
 
     options, backbone = inp.options, inp.backbone
@@ -32,7 +26,7 @@ def start(inp: StartInput) -> list[Start]:
 STRATEGY = Strategy(
     name="backbone-ft",
     description="baseline: the base alone (pretrained or --base-module), fine-tuned",
-    plan=plan,
+    plan=no_modules,
     start=start,
     needs_modules=False,
     needs_base=True,

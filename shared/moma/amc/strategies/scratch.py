@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from moma.amc.plan import Plan, PlanInput, Start, StartInput
+from moma.amc.plan import Start, StartInput
 from moma.amc.registry import Strategy
+from moma.amc.strategies import no_modules
 from moma.errors import MomaError
 
 
-def plan(inp: PlanInput) -> Plan:
-    import numpy as np
-
-    return Plan([], np.zeros(0), "none", "scratch: no modules composed")
-
-
 def start(inp: StartInput) -> list[Start]:
-
     from moma.modules.store import sha256_state
 
     model = inp.backbone.build()
@@ -26,7 +20,7 @@ def start(inp: StartInput) -> list[Start]:
 STRATEGY = Strategy(
     name="scratch",
     description="baseline: random initialization, every weight trained",
-    plan=plan,
+    plan=no_modules,
     start=start,
     needs_modules=False,
     kinds=("full",),
