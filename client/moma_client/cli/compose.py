@@ -10,6 +10,7 @@ import typer
 from rich.progress import Progress, TaskID
 
 from moma.amc.registry import HEADS, KNN_LAYERS, help_text, merges, strategies
+from moma.arguments import check_compose_arguments
 from moma_client.cli import options as o
 from moma_client.cli.common import err, out, print_json, progress
 from moma_client.cli.hub_options import (
@@ -60,6 +61,10 @@ def compose(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Compose modules for a dataset: AMC weights, merge, fine-tune, report (all local)."""
+    check_compose_arguments(strategy=strategy, merge=merge, kind=kind, head=head,
+                            knn_layer=knn_layer, backbone=backbone, device=device,
+                            train_size=train_size, has_candidates=bool(modules) or bool(hub),
+                            has_base_module=base_module is not None)
     from moma.api.compose import ComposeHooks, ComposeRequest, run
     from moma.training.loop import TrainConfig
     from moma_client.hub.cache import default_cache

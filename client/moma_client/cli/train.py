@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from moma.arguments import check_train_arguments
 from moma_client.cli import options as o
 from moma_client.cli.common import err, out, print_json, progress
 
@@ -38,6 +39,8 @@ def train(
     json_output: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
     """Train a module; writes OUT/module.safetensors and OUT/card.json (metrics in target units)."""
+    check_train_arguments(backbone=backbone, kind=kind, device=device, has_init=init is not None,
+                          max_train=max_train)
     from moma.api.train import TrainHooks
     from moma.api.train import train as train_api
     from moma.training.loop import TrainConfig

@@ -22,7 +22,7 @@ import torch
 from moma.amc.merge import average_parameters
 from moma.amc.merges import check_shared_base, merge_inputs
 from moma.amc.plan import Plan, PlanInput, Start, StartInput
-from moma.amc.registry import check_knn_layer, get_head, get_merge, get_strategy
+from moma.amc.registry import get_head, get_merge, get_strategy
 from moma.backbones.adapters import insert_adapters
 from moma.backbones.base import Backbone, BackboneModel
 from moma.errors import MomaError
@@ -56,18 +56,6 @@ class Part:
     parents: list[dict[str, Any]]
     base_sha256: str
     history: list[EpochStats]
-
-
-def check_options(options: ComposeOptions) -> None:
-    """Refuse unknown names and combinations a strategy does not support (before any work)."""
-    strategy = get_strategy(options.strategy)
-    get_merge(options.merge)
-    get_head(options.head)
-    check_knn_layer(options.knn_layer)
-    if options.kind not in strategy.kinds:
-        raise MomaError(f"--strategy {strategy.name} trains every weight: use --kind full"
-                        if strategy.kinds == ("full",) else
-                        f"--strategy {strategy.name} does not support --kind {options.kind}")
 
 
 def plan(backbone: Backbone, candidates: Sequence[LoadedModule], train_graphs: Sequence[Any],

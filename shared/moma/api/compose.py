@@ -18,17 +18,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from moma.amc.compose import ComposeOptions, check_options
+from moma.amc.compose import ComposeOptions
 from moma.amc.pipeline import ComposeResult, run_compose
-from moma.amc.registry import Strategy, get_strategy
+from moma.amc.registry import Strategy
 from moma.amc.selection import candidate_modules
-from moma.backbones.registry import check_backbone_name, get_backbone, has_pretrained_base
+from moma.arguments import check_compose_arguments
+from moma.backbones.registry import get_backbone
 from moma.data.prepared import prepare
 from moma.data.readers import load_dataset
 from moma.data.records import Dataset
 from moma.errors import MomaError
 from moma.modules.store import LoadedModule, load_module
-from moma.training.loop import EpochStats, TrainConfig, resolve_device
+from moma.training.loop import EpochStats, TrainConfig
 
 
 def paper_fine_tune() -> TrainConfig:
@@ -90,20 +91,12 @@ class ComposeHooks:
 
 def validate(request: ComposeRequest, *, more_candidates: bool = False) -> Strategy:
     """Refuse a request that cannot run, before any data is read; returns its strategy."""
-    strategy = get_strategy(request.strategy)
-    check_options(request.options())
-    check_backbone_name(request.backbone)
-    resolve_device(request.train.device)
-    if request.train_size is not None and request.train_size < 2:
-        raise MomaError("--train-size must be at least 2")
-    if strategy.needs_modules and not request.candidates and not more_candidates:
-        raise MomaError(f"--strategy {strategy.name} needs candidate modules: pass --modules DIR "
-                        "and/or --hub ADDR")
-    if (strategy.needs_base and request.base_module is None
-            and not has_pretrained_base(request.backbone)):
-        raise MomaError(f"--strategy {strategy.name} with {request.backbone} needs the base "
-                        "module: pass --base-module (e.g. the imported mp_eform module)")
-    return strategy
+    return check_compose_arguments(
+        strategy=request.strategy, merge=request.merge, kind=request.kind, head=request.head,
+        knn_layer=request.knn_layer, backbone=request.backbone, device=request.train.device,
+        train_size=request.train_size,
+        has_candidates=bool(request.candidates) or more_candidates,
+        has_base_module=request.base_module is not None)
 
 
 def run(request: ComposeRequest, hooks: ComposeHooks | None = None) -> ComposeResult:

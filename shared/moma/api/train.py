@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from moma.backbones.registry import check_backbone_name, get_backbone, has_pretrained_base
+from moma.arguments import check_train_arguments
+from moma.backbones.registry import get_backbone
 from moma.data.prepared import PreparedData, prepare
 from moma.data.readers import load_dataset
 from moma.data.records import Dataset
-from moma.errors import MomaError
 from moma.modules.store import LoadedModule, load_module
-from moma.training.loop import EpochStats, TrainConfig, resolve_device
-from moma.training.modeling import KINDS
+from moma.training.loop import EpochStats, TrainConfig
 from moma.training.run import TrainOutcome, train_module
 
 
@@ -32,22 +31,6 @@ class TrainHooks:
     on_featurize: Callable[[int, int], None] | None = None
     on_prepared: Callable[[PreparedData], None] | None = None
     on_epoch: Callable[[EpochStats, bool], None] | None = None
-
-
-def validate(*, backbone: str, kind: str, init: object, config: TrainConfig,
-             max_train: int | None = None) -> None:
-    """Refuse arguments that cannot work, before any data is read."""
-    check_backbone_name(backbone)
-    if kind not in KINDS:
-        raise MomaError(f"unknown module kind {kind!r}; choose full or adapter")
-    resolve_device(config.device)
-    if max_train is not None and max_train < 2:
-        raise MomaError("--max-train must be at least 2")
-    if kind == "adapter" and init is None and not has_pretrained_base(backbone):
-        raise MomaError(
-            f"adapter modules need a pretrained base, and {backbone} has none built in: "
-            "pass --init MODULE (a full module, e.g. an imported MoE-(18) module)"
-        )
 
 
 def train(data: str | Path | Dataset, out: str | Path, *, backbone: str = "cgcnn",
@@ -65,7 +48,8 @@ def train(data: str | Path | Dataset, out: str | Path, *, backbone: str = "cgcnn
     """
     config = config or TrainConfig()
     hooks = hooks or TrainHooks()
-    validate(backbone=backbone, kind=kind, init=init, config=config, max_train=max_train)
+    check_train_arguments(backbone=backbone, kind=kind, device=config.device,
+                          has_init=init is not None, max_train=max_train)
     net = get_backbone(backbone)
     dataset = (data if isinstance(data, Dataset) else
                load_dataset(data, task=task, target=target, skip_invalid=skip_invalid))
