@@ -66,7 +66,11 @@ class UploadFinish:
                                f"{row.size} bytes: resume with Upload from offset {held}")
         signed = SignedManifest(row.manifest, row.manifest_signature)
         manifest = parse_manifest(row.manifest)
-        self._authorized_key(None, manifest)  # fail fast; re-checked atomically at commit
+        try:  # fail fast; re-checked atomically at commit
+            self._authorized_key(None, manifest)
+        except HubError:
+            self.sessions.discard(upload_id)  # it can never be finished
+            raise
         with _CHECKING:
             card, data = self._checked(row, manifest, held)
         return self._store(row, signed, manifest, card.created, data)
