@@ -73,7 +73,7 @@ def test_s3_wrong_credentials_and_outage_are_clear(seaweed: Seaweed, tmp_path: P
     bucket = seaweed.bucket()
     forged = boto3.client("s3", endpoint_url=seaweed.endpoint, aws_access_key_id=seaweed.access_key,
                           aws_secret_access_key="not-the-secret", region_name="us-east-1")
-    with pytest.raises(Exception, match="SignatureDoesNotMatch|AccessDenied|Forbidden"):
+    with pytest.raises(Exception, match=r"SignatureDoesNotMatch|AccessDenied|Forbidden"):
         S3BlobStore(bucket, "", client=forged)
     down = Seaweed(tmp_path / "down")
     down.ports = {"s3": 9}  # the discard port: nothing listens there
