@@ -124,6 +124,13 @@ class Cluster:
     bucket: str = ""
 
     def start(self, *, with_nginx: bool = True) -> Cluster:
+        try:
+            return self._start(with_nginx)
+        except BaseException:
+            self.stop()  # never leave replicas running behind a failed start
+            raise
+
+    def _start(self, with_nginx: bool) -> Cluster:
         self.bucket = self.bucket or self.weed.bucket()
         for index in range(self.size):
             replica = HubProcess(self.root / f"replica{index}", hub_id=self.hub_id, db=self.db,
@@ -137,7 +144,6 @@ class Cluster:
         for thread in others:
             thread.join()
         if not all(r.proc is not None and r.port for r in self.replicas):
-            self.stop()
             raise RuntimeError(f"a replica did not start; logs under {self.root}")
         if with_nginx:
             self.nginx = Nginx(self.root / "nginx", [r.address for r in self.replicas]).start()
