@@ -137,8 +137,10 @@ class Cluster:
                                  store_url=f"s3://{self.bucket}/hub", env=self.weed.env,
                                  operator=self.operator, hub_key=self.hub_key, keep_port=True)
             self.replicas.append(replica)
-        self.replicas[0].start()  # alone: the first creates the tables
-        others = [threading.Thread(target=r.start) for r in self.replicas[1:]]
+        self.replicas[0].start(timeout=240)  # alone: the first creates the tables
+        # the others together; a loaded machine (2 cores) can take minutes to import torch twice
+        others = [threading.Thread(target=r.start, kwargs={"timeout": 240})
+                  for r in self.replicas[1:]]
         for thread in others:
             thread.start()
         for thread in others:

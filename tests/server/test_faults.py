@@ -140,7 +140,7 @@ def test_sigkill_during_finish_upload_never_leaves_a_partial_module(
                 hub_pb2.ListModulesRequest(states=every), timeout=30).modules}
             assert listed.get(module_id) == len(data)  # committed exactly once, complete
             stored[module_id] = data
-            victim.start()
+            victim.start(timeout=240)
         for module_id, data in stored.items():
             operator_call(ops, cluster.operator, cluster.hub_id, "ApproveModule",
                           hub_pb2.ApproveModuleRequest(module_id=module_id))

@@ -137,7 +137,7 @@ def test_replicas_behind_nginx_survive_a_sigkill_mid_upload(
     live = mods1.StartUpload(hub_pb2.StartUploadRequest(
         signed_manifest=signed_manifest(lab, c_data, c_card, cluster.hub_id)), timeout=60)
     mods1.Upload(iter(list(chunks(live.upload_id, c_data, size=PART))[:1]), timeout=60)
-    r0.start()
+    r0.start(timeout=240)
     assert "start-up recovery" in (r0.root / "hub.log").read_text()
     _, mods0, _ = stubs(r0.address)
     assert status(mods0, live.upload_id) == PART
