@@ -14,22 +14,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_hub_bare import (
-    db_name,
-    mbs,
-    ms,
-    pct,
-    timed,
-)
-from hub_harness import (
-    Lab,
-    ModuleFactory,
-    approve,
-    bench_hub,
-    contribute,
-    enroll,
-    fetch_verified,
-)
+from bench_hub_bare import db_name, mbs, ms, pct, timed
+from hub_harness import Lab, ModuleFactory, approve, bench_hub, contribute, enroll, fetch_verified
 
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
 

@@ -14,15 +14,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_hub_bare import db_name, ms, pct, timed
-from hub_harness import (
-    HubProcess,
-    Lab,
-    ModuleFactory,
-    approve,
-    bench_hub,
-    contribute,
-    enroll,
-)
+from hub_harness import HubProcess, Lab, ModuleFactory, approve, bench_hub, contribute, enroll
 
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
 
