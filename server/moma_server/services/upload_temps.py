@@ -15,7 +15,7 @@ import os
 from abc import ABC, abstractmethod
 from typing import BinaryIO
 
-from moma_server.services.errors import HubError, precondition
+from moma_server.services.errors import precondition
 from moma_server.services.hub import Hub
 from moma_server.store.models import UploadSessionRow
 
@@ -136,9 +136,8 @@ class SharedTemps(TempBytes):
         expected = 0
         for part in parts:
             if part.offset != expected:
-                raise HubError(precondition("").code,
-                               f"upload {row.upload_id} has a gap at byte {expected}: start a "
-                               "new upload")
+                raise precondition(f"upload {row.upload_id} has a gap at byte {expected}: "
+                                   "start a new upload")
             expected += part.size
         return self.hub.blobs.read_parts(row.upload_id, [p.object_key for p in parts], row.size)
 
