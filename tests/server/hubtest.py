@@ -95,7 +95,7 @@ class HubProcess:
     def operator_key_path(self) -> Path:
         return self.root / "operator.pem"
 
-    def start(self, timeout: float = 90) -> HubProcess:
+    def start(self, timeout: float = 240) -> HubProcess:
         self.root.mkdir(parents=True, exist_ok=True)
         if not (self.root / "hub_key.pem").exists():
             save_private_key(self.root / "hub_key.pem", self.hub_key)
