@@ -18,6 +18,7 @@ from moma.modules.moe18 import import_moe18
 from moma.modules.store import CARD_FILE, MODULE_FILE
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
 from tests.server.hubtest import HubProcess, Lab, operator_call
+from tests.server.seaweed import Seaweed
 
 
 class ModulePool:
@@ -90,3 +91,13 @@ def lab(hub: HubProcess, operators: hub_pb2_grpc.OperatorServiceStub) -> Lab:
     operator_call(operators, hub.operator, hub.hub_id, "EnrollKey",
                   hub_pb2.EnrollKeyRequest(lab_name=lab.name, public_key=lab.public_raw))
     return lab
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    """One real SeaweedFS S3 gateway for the session; each user takes its own bucket."""
+    store = Seaweed(tmp_path_factory.mktemp("seaweed")).start()
+    try:
+        yield store
+    finally:
+        store.stop()

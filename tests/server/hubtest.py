@@ -75,6 +75,8 @@ class HubProcess:
     client_ca: Path | None = None
     ca_cert: Path | None = None
     db: str = ""
+    store_url: str = ""  # s3://bucket/prefix instead of the local folder (needs db and env)
+    keep_port: bool = False  # a restart listens on the same port (behind a balancer)
     max_module_bytes: int = 64 * 1024 * 1024
     extra: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
@@ -95,13 +97,14 @@ class HubProcess:
     def operator_key_path(self) -> Path:
         return self.root / "operator.pem"
 
-    def start(self, timeout: float = 90) -> HubProcess:
+    def start(self, timeout: float = 240) -> HubProcess:
         self.root.mkdir(parents=True, exist_ok=True)
         if not (self.root / "hub_key.pem").exists():
             save_private_key(self.root / "hub_key.pem", self.hub_key)
             save_private_key(self.operator_key_path, self.operator)
             save_public_key(self.root / "operator.pub.pem", self.operator.public_key())
-        args = [MOMA_HUB, "serve", "--store", str(self.store), "--listen", "127.0.0.1:0",
+        args = [MOMA_HUB, "serve", "--store", self.store_url or str(self.store),
+                "--listen", f"127.0.0.1:{self.port if self.keep_port else 0}",
                 "--hub-key", str(self.root / "hub_key.pem"), "--hub-id", self.hub_id,
                 "--operator-key", str(self.root / "operator.pub.pem"),
                 "--max-module-bytes", str(self.max_module_bytes), *self.extra]

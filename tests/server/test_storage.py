@@ -17,6 +17,7 @@ from moma_server.store.metadata import MetadataStore, ReplayError
 from tests.server import postgres
 from tests.server.conftest import ModulePool
 from tests.server.hubtest import HubProcess, Lab, download, operator_call, signed_manifest, upload
+from tests.server.seaweed import Seaweed
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +80,21 @@ def pg_url(pg_cluster: None) -> Iterator[str]:
         yield url
 
 
-def test_hub_on_postgresql_end_to_end_and_restart(pg_url: str, tmp_path: Path,
-                                                  pool: ModulePool) -> None:
-    """The SQLite twin of this test is test_restart.py (the default database)."""
+@pytest.mark.parametrize("store", ["folder", "s3"])
+def test_hub_on_postgresql_end_to_end_and_restart(store: str, pg_url: str, tmp_path: Path,
+                                                  pool: ModulePool,
+                                                  request: pytest.FixtureRequest) -> None:
+    """The SQLite twin of this test is test_restart.py (the default database).
+
+    With ``s3`` the blobs live in a real SeaweedFS bucket: the S3 round trip of the default run.
+    """
     db_url = pg_url
-    hub = HubProcess(tmp_path / "hub", db=db_url).start()
+    hub = HubProcess(tmp_path / "hub", db=db_url)
+    if store == "s3":
+        weed: Seaweed = request.getfixturevalue("seaweed")
+        hub.store_url = f"s3://{weed.bucket()}/hub"
+        hub.env = weed.env
+    hub.start()
     try:
         with hub.channel() as chan:
             mods = hub_pb2_grpc.ModuleServiceStub(chan)
@@ -114,5 +125,9 @@ def test_hub_on_postgresql_end_to_end_and_restart(pg_url: str, tmp_path: Path,
                                     hub_pb2.AuditLogRequest()).entries
             assert [e.action for e in entries] == ["key.enroll", "module.submit",
                                                    "module.approve"]
+        if store == "s3":  # the blob is in the bucket under its digest, and nothing else is
+            keys = [o["Key"] for o in weed.client().list_objects_v2(
+                Bucket=hub.store_url.split("/")[2]).get("Contents", [])]
+            assert keys == [f"hub/sha256/{module_id[:2]}/{module_id[2:]}"]
     finally:
         hub.stop()

@@ -6,6 +6,13 @@ and a client certificate and key can be presented for mutual TLS. Plaintext need
 changed on the way (the signatures still protect module bytes, but not the privacy of what a
 client asks for).
 
+Several hubs replicas can be given as one address, ``a:50051,b:50051,c:50051``: the channel
+resolves every name, spreads calls over the replicas (gRPC's ``round_robin`` policy), stops
+picking one that is down, and retries read-only calls that failed with UNAVAILABLE on another
+(uploads resume by their own logic: GetUploadStatus, then the missing bytes). TLS checks each
+replica's certificate against the *first* host name, so give every replica a certificate for
+that name (or put them behind one TLS-terminating balancer).
+
 Observers (audit logging, the privacy test) can add client interceptors to every channel this
 module opens with :func:`observe_channels`; the client itself never needs them.
 """
@@ -13,6 +20,9 @@ module opens with :func:`observe_channels`; the client itself never needs them.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -65,9 +75,11 @@ class Transport:
     insecure: bool = False
 
     def __post_init__(self) -> None:
-        if not self.address or ":" not in self.address:
-            raise MomaError(f"hub address {self.address!r} is not host:port: pass e.g. "
-                            "--hub hub.example.org:50051")
+        parts = self.address.split(",") if self.address else [""]
+        for part in parts:
+            if not part or ":" not in part or not part.rsplit(":", 1)[1].isdigit():
+                raise MomaError(f"hub address {part!r} is not host:port: pass e.g. --hub "
+                                "hub.example.org:50051, or several replicas as a:50051,b:50051")
         if self.insecure and (self.ca or self.client_cert or self.client_key):
             raise MomaError("--insecure with TLS files: choose one (drop --insecure to use TLS)")
         if bool(self.client_cert) != bool(self.client_key):
@@ -83,15 +95,65 @@ def _read(path: Path | None, what: str) -> bytes | None:
         raise MomaError(f"cannot read {what} {path}: {exc.strerror}: check the path") from None
 
 
+READ_ONLY_METHODS = {
+    "moma.hub.v1.ModuleService": ("GetHubInfo", "ListModules", "GetCard", "Download",
+                                  "GetUploadStatus"),
+}
+"""Calls that are safe to send again to another replica (they change nothing)."""
+
+
+def _split(part: str) -> tuple[str, int]:
+    host, port = part.rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
+def replica_target(address: str) -> tuple[str, list[tuple[str, Any]]]:
+    """gRPC target and channel options for ``a:p,b:p,...`` (several replicas of one hub)."""
+    endpoints: list[str] = []
+    family = ""
+    for part in address.split(","):
+        host, port = _split(part)
+        try:
+            ips = [str(ipaddress.ip_address(host))]
+        except ValueError:
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise MomaError(f"cannot resolve hub replica {host!r}: {exc.strerror or exc}: "
+                                "check the --hub list") from None
+            ips = sorted({str(info[4][0]) for info in infos})
+        for ip in ips:
+            version = ipaddress.ip_address(ip).version
+            family = family or f"ipv{version}"
+            if f"ipv{version}" == family:
+                endpoints.append(f"[{ip}]:{port}" if version == 6 else f"{ip}:{port}")
+    config = {"loadBalancingConfig": [{"round_robin": {}}],
+              "methodConfig": [{
+                  "name": [{"service": svc, "method": m}
+                           for svc, methods in READ_ONLY_METHODS.items() for m in methods],
+                  "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.2s",
+                                  "maxBackoff": "2s", "backoffMultiplier": 2,
+                                  "retryableStatusCodes": ["UNAVAILABLE"]}}]}
+    first_host = _split(address.split(",")[0])[0]
+    options: list[tuple[str, Any]] = [("grpc.service_config", json.dumps(config)),
+                                      ("grpc.enable_retries", 1),
+                                      ("grpc.ssl_target_name_override", first_host),
+                                      ("grpc.default_authority", first_host)]
+    return f"{family}:{','.join(endpoints)}", options
+
+
 def open_channel(transport: Transport) -> grpc.Channel:
     """A channel to the hub (TLS unless ``insecure``), with any registered observers."""
+    target, options = transport.address, list[tuple[str, Any]]()
+    if "," in transport.address:
+        target, options = replica_target(transport.address)
     if transport.insecure:
-        channel = grpc.insecure_channel(transport.address)
+        channel = grpc.insecure_channel(target, options=options)
     else:
         credentials = grpc.ssl_channel_credentials(
             _read(transport.ca, "CA certificate"), _read(transport.client_key, "client key"),
             _read(transport.client_cert, "client certificate"))
-        channel = grpc.secure_channel(transport.address, credentials)
+        channel = grpc.secure_channel(target, credentials, options=options)
     with _OBSERVERS_LOCK:
         observers = list(_OBSERVERS)
     return grpc.intercept_channel(channel, *observers) if observers else channel

@@ -44,7 +44,9 @@ def _hub_id(hub_id: str | None, store: Path) -> str:
 
 
 def serve_command(
-    store: Path = typer.Option(..., "--store", help="Folder of the content-addressed blobs."),
+    store: str = typer.Option(..., "--store", help="Folder of the content-addressed blobs, or "
+                              "s3://BUCKET/PREFIX (endpoint and credentials from the AWS_* "
+                              "environment or AWS config files; needs --db, --hub-key, --hub-id)."),
     db: str = typer.Option("", "--db", help="SQLAlchemy URL: sqlite:///path (default: "
                            "STORE/hub.db) or postgresql+psycopg://user:pw@host/db."),
     listen: str = typer.Option("127.0.0.1:50051", "--listen", help="host:port (port 0: any)."),
@@ -77,20 +79,31 @@ def serve_command(
     # a refused configuration never need.
     from moma_server.server import serve
     from moma_server.services.hub import Hub, HubConfig
-    from moma_server.store.blobs import FileBlobStore
+    from moma_server.store.blobs import BlobStore, FileBlobStore
     from moma_server.store.metadata import MetadataStore
 
-    store.mkdir(parents=True, exist_ok=True)
-    key = load_private_key(hub_key or store / HUB_KEY_FILE)
+    blobs: BlobStore
+    if store.startswith("s3://"):
+        from moma_server.store.s3 import S3BlobStore
+
+        if not (db and hub_key and hub_id):
+            raise MomaError("--store s3://... is shared by replicas and holds no local files: "
+                            "pass --db (PostgreSQL), --hub-key and --hub-id")
+        blobs = S3BlobStore.from_url(store)
+        folder = Path(".")
+    else:
+        folder = Path(store)
+        folder.mkdir(parents=True, exist_ok=True)
+        blobs = FileBlobStore(folder)
+    key = load_private_key(hub_key or folder / HUB_KEY_FILE)
     operators = {key_id(k): k for k in map(_operator_key, operator_key)}
     if not operators:
         logging.getLogger("moma_server").warning(
             "no --operator-key: nobody can enroll keys or approve modules on this hub")
-    config = HubConfig(hub_id=_hub_id(hub_id, store), hub_key=key, operator_keys=operators,
+    config = HubConfig(hub_id=_hub_id(hub_id, folder), hub_key=key, operator_keys=operators,
                        max_module_bytes=max_module_bytes, tolerance_s=tolerance_s,
                        upload_ttl_s=upload_ttl_s)
-    hub = Hub(config, MetadataStore(db or f"sqlite:///{(store / 'hub.db').resolve()}"),
-              FileBlobStore(store))
+    hub = Hub(config, MetadataStore(db or f"sqlite:///{(folder / 'hub.db').resolve()}"), blobs)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

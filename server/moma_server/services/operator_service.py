@@ -112,8 +112,9 @@ class OperatorService(hub_pb2_grpc.OperatorServiceServicer):
                     extra: dict[str, str], sign_state: str | None) -> ModuleRow:
         meta = self.hub.metadata
         with meta.write() as session:
+            # row-locked: two replicas deciding on one module at once are serialized
             row = session.scalars(select(ModuleRow).where(ModuleRow.module_id == module_id)
-                                  ).first()
+                                  .with_for_update()).first()
             if row is None:
                 raise not_found(f"no module {module_id!r} on this hub: check the id with "
                                 "`moma-hub modules list --state all`")

@@ -10,6 +10,12 @@ What can be left behind and what happens to it:
   * a live session: kept with its partial bytes, so the contributor can resume;
   * nonces older than twice the time tolerance: forgotten (their time check refuses them);
   * the audit log's hash chain is verified; a broken chain is logged as an error.
+
+On a store shared by several replicas (an object store) this runs while other replicas serve,
+so it must never take another replica's work in progress for debris: a blob counts as an
+orphan only once it is older than :data:`SHARED_GRACE_S` (FinishUpload writes the blob, then
+its row, within seconds), and temp bytes are listed *before* the sessions are read, so a
+session opened meanwhile is either in the session list or its bytes were not listed.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from moma_server.services.hub import Hub
 from moma_server.store.metadata import utc_now
 
 log = logging.getLogger("moma_server")
+
+SHARED_GRACE_S = 3600.0
+"""Age below which a shared store's blob without a row is assumed to be mid-commit."""
 
 
 @dataclass
@@ -41,12 +50,14 @@ def recover(hub: Hub) -> RecoveryReport:
     """Make the stores consistent; returns what was cleaned (also logged)."""
     report = RecoveryReport()
     meta, blobs = hub.metadata, hub.blobs
-    known = meta.module_ids()
-    present = set(blobs.list_blobs())
+    temps = blobs.temp_ids()  # before the sessions: see the module docstring
+    grace = SHARED_GRACE_S if blobs.shared else 0.0
+    present = set(blobs.list_blobs(older_than_s=grace))
+    known = meta.module_ids()  # after the listing: a row committed meanwhile is seen
     for sha in sorted(present - known):
         blobs.quarantine(sha)
         report.orphan_blobs += 1
-    missing = sorted(known - present)
+    missing = sorted(known - (set(blobs.list_blobs()) if grace else present))
     report.missing_blobs = len(missing)
     if missing:
         log.error("%d module(s) in the database have no blob in the store (first: %s): "
@@ -69,7 +80,7 @@ def recover(hub: Hub) -> RecoveryReport:
         report.audit_broken = str(exc)
         log.error("the audit log does not verify: %s; investigate before trusting its history",
                   exc)
-    for upload_id in blobs.temp_ids():
+    for upload_id in temps:
         if upload_id not in live:
             blobs.discard_temp(upload_id)
             report.stale_temps += 1

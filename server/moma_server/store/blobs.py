@@ -2,9 +2,14 @@
 
 Blobs are content-addressed (the key is the sha256 of the bytes) and immutable. An upload is
 written to a temporary blob named by its session, verified by the hub, and only then committed
-under its digest, so a reader can never see a partial module under a module id. An object
-store implementation would map ``commit_temp`` to a server-side copy (or a completed multipart
-upload) and ``temp_ids`` to a prefix listing.
+under its digest, so a reader can never see a partial module under a module id.
+
+Two ways to hold an upload's partial bytes:
+  * a local store (:class:`FileBlobStore`, ``shared = False``): one temp file per session,
+    appended to by the one hub process that owns the folder; its size is the resume offset;
+  * a shared store (the S3 store, ``shared = True``): immutable *part objects*, one per flushed
+    run of chunks, written by any replica; which parts count, and so the resume offset, is
+    recorded in the database (see :mod:`moma_server.services.upload_temps`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +31,11 @@ _UPLOAD_ID = re.compile(r"[0-9a-f]{32,64}")
 
 class BlobStore(ABC):
     """Where module bytes live; keys are sha256 hex digests, temp blobs are keyed by upload id."""
+
+    shared: bool = False
+    """True if several hub processes may use the store at once (part-based uploads)."""
+    part_bytes: int = 0
+    """Bytes a shared store's upload buffers before it writes a part (0: local store)."""
 
     @abstractmethod
     def has(self, sha256: str) -> bool:
@@ -47,24 +58,32 @@ class BlobStore(ABC):
         """Move a committed blob out of the store without deleting it (orphans at start-up)."""
 
     @abstractmethod
-    def list_blobs(self) -> list[str]:
-        """Digests of every committed blob (start-up reconciliation with the metadata)."""
+    def list_blobs(self, older_than_s: float = 0.0) -> list[str]:
+        """Digests of committed blobs written at least ``older_than_s`` seconds ago.
 
-    @abstractmethod
+        Start-up reconciliation of a shared store passes a grace period, so a blob another
+        replica has just committed (its row not yet written) is never taken for an orphan.
+        """
+
+    # -- one temp file per upload (local stores) --------------------------------------------
+
     def temp_size(self, upload_id: str) -> int:
         """Bytes of the temp blob held so far (0 if none): the resume offset of a session."""
+        raise NotImplementedError(f"{type(self).__name__} keeps uploads as part objects")
 
-    @abstractmethod
     def open_temp_append(self, upload_id: str) -> BinaryIO:
         """The temp blob opened for appending (created if missing)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps uploads as part objects")
 
-    @abstractmethod
     def read_temp(self, upload_id: str, max_bytes: int) -> bytes:
         """All bytes of the temp blob, refusing to read more than ``max_bytes``."""
+        raise NotImplementedError(f"{type(self).__name__} keeps uploads as part objects")
 
-    @abstractmethod
     def truncate_temp(self, upload_id: str, size: int) -> None:
         """Cut the temp blob back to ``size`` bytes (drop a chunk that failed its check)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps uploads as part objects")
+
+    # -- either kind ------------------------------------------------------------------------
 
     @abstractmethod
     def discard_temp(self, upload_id: str) -> None:
@@ -75,8 +94,26 @@ class BlobStore(ABC):
         """Upload ids of every temp blob present."""
 
     @abstractmethod
-    def commit_temp(self, upload_id: str, sha256: str) -> None:
-        """Durably move a verified temp blob to its content address (same digest: replaced)."""
+    def commit_temp(self, upload_id: str, sha256: str, data: bytes | bytearray) -> None:
+        """Durably store the verified bytes ``data`` of an upload under their digest.
+
+        A local store moves its temp file (whose bytes are ``data``); a shared store writes
+        ``data`` as one object. The same digest stored twice is the same bytes: replaced.
+        """
+
+    # -- part-based temp bytes (shared stores) ----------------------------------------------
+
+    def write_part(self, upload_id: str, offset: int, data: bytes) -> str:
+        """Durably store ``data`` as a new part object of an upload; returns its key."""
+        raise NotImplementedError(f"{type(self).__name__} keeps one temp file per upload")
+
+    def read_parts(self, upload_id: str, keys: list[str], max_bytes: int) -> bytes:
+        """The concatenated bytes of the part objects ``keys`` (at most ``max_bytes``)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps one temp file per upload")
+
+    def remove_part(self, key: str) -> None:
+        """Delete one part object (written by a stream that lost the race to record it)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps one temp file per upload")
 
 
 class FileBlobStore(BlobStore):
@@ -127,12 +164,14 @@ class FileBlobStore(BlobStore):
         with contextlib.suppress(FileNotFoundError):
             os.replace(self.blob_path(sha256), target / sha256)
 
-    def list_blobs(self) -> list[str]:
+    def list_blobs(self, older_than_s: float = 0.0) -> list[str]:
         found: list[str] = []
+        horizon = time.time() - older_than_s
         for sub in self.blob_dir.iterdir():
             if sub.is_dir() and len(sub.name) == 2:
                 found.extend(sub.name + f.name for f in sub.iterdir()
-                             if _SHA256.fullmatch(sub.name + f.name))
+                             if _SHA256.fullmatch(sub.name + f.name)
+                             and (not older_than_s or f.stat().st_mtime <= horizon))
         return sorted(found)
 
     def temp_size(self, upload_id: str) -> int:
@@ -167,7 +206,7 @@ class FileBlobStore(BlobStore):
     def temp_ids(self) -> list[str]:
         return sorted(p.name for p in self.tmp_dir.iterdir() if _UPLOAD_ID.fullmatch(p.name))
 
-    def commit_temp(self, upload_id: str, sha256: str) -> None:
+    def commit_temp(self, upload_id: str, sha256: str, data: bytes | bytearray) -> None:
         tmp = self.temp_path(upload_id)
         final = self.blob_path(sha256)
         fd = os.open(tmp, os.O_RDONLY)

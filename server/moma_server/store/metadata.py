@@ -1,11 +1,14 @@
 """The hub's metadata in SQL: modules, keys, nonces, upload sessions and the audit log.
 
-One :class:`MetadataStore` per hub process. Every write goes through :meth:`write`, one
-transaction under one process-wide lock: the audit log is a hash chain, so appending needs the
-previous entry's hash, and serializing writers makes "read last entry, append the next" safe
-on SQLite and PostgreSQL alike (the primary key on ``seq`` still refuses a fork should a second
-process ever write to the same database). A state change and its audit entry are committed in
-the same transaction, so the log can never miss a change nor record one that did not happen.
+One :class:`MetadataStore` per hub process; several processes (replicas) may share one
+PostgreSQL database. Every write goes through :meth:`write`, one transaction under one
+process-wide lock. Facts that must hold across replicas are enforced by the database, never by
+process memory: nonces and module ids by primary/unique keys, an upload's offset by a
+compare-and-set (:meth:`advance_upload`), and the audit log, a hash chain whose appends read the
+previous entry's hash, by a transaction-scoped advisory lock on PostgreSQL (SQLite has one
+writer at a time anyway), so two replicas approving at once cannot fork it (the primary key on
+``seq`` would refuse a fork regardless). A state change and its audit entry are committed in the
+same transaction, so the log can never miss a change nor record one that did not happen.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, make_url, select
+from sqlalchemy import Engine, create_engine, delete, event, func, make_url, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,8 +32,12 @@ from moma_server.store.models import (
     KeyRow,
     ModuleRow,
     NonceRow,
+    UploadPartRow,
     UploadSessionRow,
 )
+
+AUDIT_LOCK_KEY = 0x6D6F6D61  # "moma": the advisory lock that serializes audit appends
+
 
 
 class ReplayError(Exception):
@@ -121,6 +128,8 @@ class MetadataStore:
     def append_audit(self, session: Session, *, actor: str, action: str, subject: str,
                      details: dict[str, Any] | None = None) -> AuditRow:
         """Add the next audit entry inside the caller's :meth:`write` transaction."""
+        if session.get_bind().dialect.name == "postgresql":  # held until this commit ends
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
         last = session.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
         seq = last.seq + 1 if last else 1
         prev = last.entry_hash if last else GENESIS_HASH
@@ -243,9 +252,39 @@ class MetadataStore:
 
     def delete_upload(self, upload_id: str) -> None:
         with self.write() as session:
-            row = session.get(UploadSessionRow, upload_id)
-            if row is not None:
-                session.delete(row)
+            self.drop_upload(session, upload_id)
+
+    @staticmethod
+    def drop_upload(session: Session, upload_id: str) -> bool:
+        """Delete a session and its part rows in the caller's transaction; False if absent."""
+        session.execute(delete(UploadPartRow).where(UploadPartRow.upload_id == upload_id))
+        result = session.execute(delete(UploadSessionRow)
+                                 .where(UploadSessionRow.upload_id == upload_id))
+        return bool(getattr(result, "rowcount", 0))
+
+    def advance_upload(self, upload_id: str, offset: int, size: int, object_key: str) -> bool:
+        """Record a part written at ``offset`` if the session still holds exactly ``offset``.
+
+        The compare-and-set that makes a shared store's uploads safe across replicas: of two
+        streams that wrote a part at the same offset, exactly one is recorded; the other gets
+        False and must remove its part.
+        """
+        with self.write() as session:
+            result = session.execute(
+                update(UploadSessionRow)
+                .where(UploadSessionRow.upload_id == upload_id, UploadSessionRow.offset == offset)
+                .values(offset=offset + size))
+            if not getattr(result, "rowcount", 0):
+                return False
+            session.add(UploadPartRow(upload_id=upload_id, offset=offset, size=size,
+                                      object_key=object_key))
+        return True
+
+    def upload_parts(self, upload_id: str) -> list[UploadPartRow]:
+        with self.read() as session:
+            return list(session.scalars(select(UploadPartRow)
+                                        .where(UploadPartRow.upload_id == upload_id)
+                                        .order_by(UploadPartRow.offset)))
 
     # -- audit --------------------------------------------------------------------------------
 

@@ -104,6 +104,22 @@ class UploadSessionRow(Base):
     expires_at: Mapped[str] = mapped_column(String(32))
 
 
+class UploadPartRow(Base):
+    """One recorded part object of an upload on a shared (object) store.
+
+    A part is written to the store first and recorded here in the same transaction that
+    advances the session's ``offset`` from the part's start (a compare-and-set), so the parts
+    of a session are contiguous from 0 whatever replicas wrote them.
+    """
+
+    __tablename__ = "upload_parts"
+
+    upload_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(BigInteger)
+    object_key: Mapped[str] = mapped_column(Text)
+
+
 class AuditRow(Base):
     """One entry of the append-only, hash-chained audit log (see :mod:`moma_server.store.audit`)."""
 
