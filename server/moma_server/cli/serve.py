@@ -22,6 +22,7 @@ from moma_server.services.hub import (
 )
 
 if TYPE_CHECKING:
+    from moma_server.services.fingerprinting import Fingerprinter
     from moma_server.transport import TlsFiles
 
 HUB_ID_FILE = "hub_id"
@@ -67,6 +68,9 @@ def serve_command(
                                     help="Allowed clock skew of signed requests."),
     upload_ttl_s: int = typer.Option(DEFAULT_UPLOAD_TTL_S, "--upload-ttl-s", min=60,
                                      help="How long an unfinished upload can be resumed."),
+    probe_set: str = typer.Option("", "--probe-set", help="Public probe set every module is "
+                                  "fingerprinted on (JSON records); default: moma-probes/1. "
+                                  "'none' runs no probes."),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
     """Serve ModuleService and OperatorService, with health checking and reflection."""
@@ -90,7 +94,7 @@ def serve_command(
                        max_module_bytes=max_module_bytes, tolerance_s=tolerance_s,
                        upload_ttl_s=upload_ttl_s)
     hub = Hub(config, MetadataStore(db or f"sqlite:///{(store / 'hub.db').resolve()}"),
-              FileBlobStore(store))
+              FileBlobStore(store), probes=_probes(probe_set))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -109,6 +113,13 @@ def serve_command(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _probes(value: str) -> Fingerprinter | None:
+    from moma.probes.probe_set import load_probe_set
+    from moma_server.services.fingerprinting import Fingerprinter
+
+    return None if value == "none" else Fingerprinter(load_probe_set(value))
 
 
 def _transport(listen: str, insecure: bool, force: bool, cert: Path | None, key: Path | None,

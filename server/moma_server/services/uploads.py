@@ -49,6 +49,7 @@ from moma_server.services.errors import (
     precondition,
     unauthenticated,
 )
+from moma_server.services.fingerprinting import probe_module, record_probe
 from moma_server.services.hub import Hub
 from moma_server.services.upload_progress import ProgressCache
 from moma_server.services.validation import (
@@ -287,6 +288,7 @@ class Uploads:
             card = card_of(manifest)
             check_base(card, manifest.module_sha256, hub.metadata)
             check_module_bytes(data, card, manifest.module_sha256, hub.config.max_module_bytes)
+            probe_module(hub, data, card, manifest.module_sha256)
             if hub.metadata.get_module(manifest.module_sha256) is not None:
                 raise HubError(grpc.StatusCode.ALREADY_EXISTS,
                                f"module {manifest.module_sha256} was stored meanwhile by another "
@@ -313,6 +315,7 @@ class Uploads:
         try:
             with hub.metadata.write() as session:
                 session.add(module)
+                record_probe(hub, session, sha)
                 stale = session.get(UploadSessionRow, row.upload_id)
                 if stale is not None:
                     session.delete(stale)

@@ -2,5 +2,6 @@
 
 from moma_server.store.blobs import BlobStore, FileBlobStore
 from moma_server.store.metadata import MetadataStore, ReplayError
+from moma_server.store import fingerprints as _fingerprints  # noqa: F401, I001  (its table)
 
 __all__ = ["BlobStore", "FileBlobStore", "MetadataStore", "ReplayError"]
