@@ -86,7 +86,8 @@ def distractor(a: tuple[dict[str, torch.Tensor], dict[str, Any]], gen: torch.Gen
     for k in _float(state):
         if k.startswith(HEAD_PREFIXES):
             t = state[k]
-            state[k] = t.std().clamp(min=0.05) * torch.randn(t.shape, generator=gen)
+            scale = float(t.std()) if t.numel() > 1 else abs(float(t.flatten()[0]))
+            state[k] = max(scale, 0.05) * torch.randn(t.shape, generator=gen)
     data = safetensors.torch.save({k: v.contiguous() for k, v in state.items()})
     card = _card(a[1], data, name=name, base_sha256=a[1]["module_id"], task=f"noise-{name}",
                  property="shuffled-label stand-in")

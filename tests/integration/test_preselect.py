@@ -47,8 +47,8 @@ from tests.integration.test_privacy import private_patterns
 
 pytestmark = pytest.mark.slow
 
-VARIANTS = 180
-DISTRACTORS = 60
+VARIANTS = 150
+DISTRACTORS = 50
 TOP_K = 12
 TRAIN = 200
 ALLOWED = {"GetHubInfo", "ListModules", "GetProbeSet", "ListFingerprints", "GetCard",

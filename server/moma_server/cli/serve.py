@@ -119,7 +119,15 @@ def _probes(value: str) -> Fingerprinter | None:
     from moma.probes.probe_set import load_probe_set
     from moma_server.services.fingerprinting import Fingerprinter
 
-    return None if value == "none" else Fingerprinter(load_probe_set(value))
+    if value == "none":
+        return None
+    import torch
+
+    # probe runs happen on request threads, up to two at once: one torch thread each keeps
+    # them from oversubscribing the cores (measured: 10 s instead of 0.7 s per CGCNN probe run
+    # with the default thread count on a loaded 2-core machine)
+    torch.set_num_threads(1)
+    return Fingerprinter(load_probe_set(value))
 
 
 def _transport(listen: str, insecure: bool, force: bool, cert: Path | None, key: Path | None,
