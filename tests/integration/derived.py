@@ -109,7 +109,7 @@ def mislabelled(a: tuple[dict[str, torch.Tensor], dict[str, Any]], name: str) ->
     state["fc_out.bias"] = state["fc_out.bias"] + 1e-3  # distinct bytes
     data = safetensors.torch.save({k: v.contiguous() for k, v in state.items()})
     card = _card(a[1], data, name=name, base_sha256=a[1]["module_id"],
-                 normalizer={"mean": 5000.0, "std": 1.0})
+                 extra={"range": [50.0, 100.0]})  # a range its predictions never reach
     return Derived(data, card, "flagged")
 
 

@@ -138,6 +138,10 @@ def test_preselection_finds_what_exhaustive_amc_weighs(populated: Populated, tmp
     assert report["candidates"] == report["ranked"] == n
     assert len(chosen.folders) == TOP_K
     assert report["downloads"] <= TOP_K + 1  # the top K and the reference encoder
+    # budget: 10,000 fingerprints in 30 MB, i.e. 3,000 bytes each on the wire
+    per_fingerprint = report["fingerprints"]["received_bytes"] / report["fingerprints"]["new"]
+    assert report["fingerprints"]["new"] == n + 1  # every stored module, the flagged one too
+    assert per_fingerprint < 3000, per_fingerprint
 
     # privacy: only listing, fingerprint, card and download calls, none carrying the data
     methods = set(recorder.methods())
@@ -167,7 +171,9 @@ def test_preselection_finds_what_exhaustive_amc_weighs(populated: Populated, tmp
     distractor_ranks = [rank.get(m, n) for m, role in populated.roles.items()
                         if role == "distractor"]
     print(f"{n} modules; heavy {len(heavy)}; weight mass found {found:.2f}; distractor "
-          f"median rank {np.median(distractor_ranks):.0f}; timings {report['timings']}")
+          f"median rank {np.median(distractor_ranks):.0f}; {per_fingerprint:.0f} bytes per "
+          f"fingerprint; downloads {report['downloads']} ({report['downloaded_bytes']} bytes); "
+          f"ensemble proxy MAE all {amc.ensemble_proxy_mae:.4f}; timings {report['timings']}")
     assert not {m for m in picked if populated.roles[m] == "distractor"}
     assert np.median(distractor_ranks) > n / 2
     assert found >= 0.5

@@ -115,7 +115,7 @@ def preselect(client: HubClient, cache: ModuleCache, fingerprints: FingerprintCa
     t3 = time.perf_counter()
     probe_graphs = featurize(backbone.featurizer(), probe_set.items(), cache=True)
     if probe_graphs.rejected:
-        raise MomaError(f"the probe set's {probe_graphs.rejected[0].record_id} does not "
+        raise MomaError(f"the probe set's {probe_graphs.rejected[0].id} does not "
                         f"featurize here ({probe_graphs.rejected[0].reason})")
     owner = embed_graphs(backbone, model, list(graphs))
     probes = embed_graphs(backbone, model, probe_graphs.graphs)

@@ -57,7 +57,7 @@ class Fingerprinter:
                 if result.rejected:
                     first = result.rejected[0]
                     raise MomaError(f"probe set {self.probe_set.name}: the {backbone} "
-                                    f"featurizer refuses {first.record_id} ({first.reason})")
+                                    f"featurizer refuses {first.id} ({first.reason})")
                 self._graphs[backbone] = list(result.graphs)
             return self._graphs[backbone]
 

@@ -90,7 +90,7 @@ def reduce_embedding(x: np.ndarray, dims: int = EMBED_DIMS) -> np.ndarray:
     xs = xc / total
     # eigenvectors of the d x d covariance rather than an SVD of the P x d matrix: the same
     # axes, and measured 1,000x cheaper here (numpy's SVD took 0.8 s on 192 x 64 under load)
-    values, vectors = np.linalg.eigh(xs.T @ xs)
+    _values, vectors = np.linalg.eigh(xs.T @ xs)
     axes = vectors[:, ::-1][:, :dims]
     for j in range(axes.shape[1]):
         if axes[np.argmax(np.abs(axes[:, j])), j] < 0:
@@ -121,15 +121,19 @@ def compute_fingerprint(backbone: Backbone, model: BackboneModel, graphs: list[G
 
 
 def declared_range(card: ModuleCard) -> tuple[float, float]:
-    """The card's declared target range: an explicit ``range`` in its extra fields, else the
-    target mean +- ``RANGE_STDS`` target stds (the training targets' spread)."""
+    """The card's declared target range: an explicit ``extra.range`` ``[lo, hi]`` widened by
+    half its width on each side, else the target mean +- ``RANGE_STDS`` target stds.
+
+    Predictions are denormalized with the card's own normalization, so the second form only
+    catches a head whose standardized outputs are far beyond the training targets' spread;
+    a unit or normalization mix-up shows against an explicit range."""
     explicit = card.extra.get("range") if isinstance(card.extra, dict) else None
     if (isinstance(explicit, list | tuple) and len(explicit) == 2
             and all(isinstance(v, int | float) and np.isfinite(v) for v in explicit)
             and explicit[0] < explicit[1]):
         lo, hi = float(explicit[0]), float(explicit[1])
-        width = hi - lo
-        return lo - width, hi + width
+        margin = 0.5 * (hi - lo)
+        return lo - margin, hi + margin
     mean, std = card.normalizer.mean, card.normalizer.std
     return mean - RANGE_STDS * std, mean + RANGE_STDS * std
 

@@ -11,7 +11,6 @@ import torch
 
 from moma.backbones.registry import get_backbone
 from moma.graphs.cache import featurize
-from moma.modules.card import TargetNormalizer
 from moma.modules.moe18 import import_moe18
 from moma.modules.store import LoadedModule, load_module
 from moma.probes.fingerprint import (
@@ -82,11 +81,19 @@ def test_overflowing_module_is_refused_as_non_finite(eform: LoadedModule,
 
 def test_card_range_far_from_predictions_is_flagged(eform: LoadedModule,
                                                     graphs: list[object]) -> None:
-    fp = _fingerprint(eform, graphs, eform.state)
-    lying = dataclasses.replace(eform.card, normalizer=TargetNormalizer(mean=500.0, std=1.0))
-    verdict = review(fp, lying)
+    # a card declaring a range its predictions never reach (formation energies are not 5-10)
+    lying = dataclasses.replace(eform.card, extra={"range": [5.0, 10.0]})
+    verdict = review(_fingerprint(eform, graphs, eform.state), lying)
     assert verdict.status == "flagged" and "outside" in verdict.reason
     assert verdict.summary["outside_share"] > 0.9
+    # the same declared in eV/atom passes
+    honest = dataclasses.replace(eform.card, extra={"range": [-4.0, 0.5]})
+    assert review(_fingerprint(eform, graphs, eform.state), honest).status == "ok"
+    # a head whose standardized outputs are far beyond the training spread is flagged too
+    state = dict(eform.state)
+    state["fc_out.bias"] = state["fc_out.bias"] + 50.0
+    shifted = review(_fingerprint(eform, graphs, state), eform.card)
+    assert shifted.status == "flagged" and shifted.summary["outside_share"] > 0.9
 
 
 def test_reduced_embedding_keeps_the_main_axes() -> None:
