@@ -47,12 +47,13 @@ import torch
 
 from moma.amc.selection import select
 from moma.backbones.registry import get_backbone
+from moma.data.prepared import prepare
 from moma.data.readers import load_dataset
 from moma.modules.moe18 import import_moe18
 from moma.modules.store import list_modules, load_module
 from moma.paths import cache_dir, downstream_task_path, moe18_dir, shared_dir
 from moma.training.loop import TrainConfig
-from moma.training.run import prepare, train_module
+from moma.training.run import train_module
 from moma_client.hub.cache import ModuleCache
 from moma_client.hub.client import HubClient
 from moma_client.hub.connection import Transport

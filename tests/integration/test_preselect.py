@@ -24,10 +24,10 @@ import pytest
 
 from moma.amc.selection import select
 from moma.backbones.registry import get_backbone
+from moma.data.prepared import prepare
 from moma.data.readers import load_dataset
 from moma.modules.moe18 import import_moe18
 from moma.proto.hub.v1 import hub_pb2
-from moma.training.run import prepare
 from moma_client.hub.cache import ModuleCache
 from moma_client.hub.client import HubClient
 from moma_client.hub.connection import Transport, observe_channels

@@ -24,8 +24,8 @@ import numpy as np
 from moma.backbones.base import Backbone, BackboneModel, Graph
 from moma.errors import MomaError
 from moma.graphs.cache import featurize
+from moma.modules.loading import model_from_module
 from moma.training.loop import embed_graphs
-from moma.training.modeling import model_from_module
 from moma_client.hub.cache import Fetched, ModuleCache
 from moma_client.hub.candidates import same_task
 from moma_client.hub.client import HubClient

@@ -28,7 +28,7 @@ import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 
 from moma.errors import DataError
-from moma.trust.manifest import canonical_json
+from moma.trust.canonical import canonical_json
 
 DEFAULT_NAME = "moma-probes/1"
 DEFAULT_SEED = 20260101
