@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from moma.errors import MomaError
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
+from moma_server.services.fingerprint_service import FingerprintService
 from moma_server.services.hub import Hub
 from moma_server.services.module_service import ModuleService
 from moma_server.services.operator_service import OperatorService
@@ -29,7 +30,7 @@ log = logging.getLogger("moma_server")
 
 SERVICE_NAMES = tuple(
     hub_pb2.DESCRIPTOR.services_by_name[name].full_name
-    for name in ("ModuleService", "OperatorService")
+    for name in ("ModuleService", "OperatorService", "FingerprintService")
 )
 # Chunks are <= 1 MiB; a little headroom for the envelope, never the limit of a module's size.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -44,6 +45,7 @@ def build_server(hub: Hub, listen: str, tls: TlsFiles | None,
                  ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
     hub_pb2_grpc.add_ModuleServiceServicer_to_server(ModuleService(hub), server)
     hub_pb2_grpc.add_OperatorServiceServicer_to_server(OperatorService(hub), server)
+    hub_pb2_grpc.add_FingerprintServiceServicer_to_server(FingerprintService(hub), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):

@@ -1,4 +1,4 @@
-"""``moma-hub modules show``: one module's card, manifest and countersignature."""
+"""``moma-hub modules show``: one module's card, manifest, countersignature and probe review."""
 
 from __future__ import annotations
 
@@ -35,4 +35,15 @@ def show(
     if response.HasField("countersignature"):
         cs = response.countersignature
         typer.echo(f"  countersigned {cs.state} at {cs.time} by hub key {cs.hub_key_id}")
+    if response.HasField("probe"):
+        typer.echo(probe_line(response.probe))
     typer.echo(json.dumps(card, indent=2, sort_keys=True))
+
+
+def probe_line(probe: hub_pb2.ProbeSummary) -> str:
+    """The hub's probe review in one line (what an operator reads before approving)."""
+    text = (f"  probe check {probe.status} on {probe.probes} probes "
+            f"(set {probe.probe_set_sha256[:12]}): predictions {probe.pred_min:.4g}.."
+            f"{probe.pred_max:.4g}, mean {probe.pred_mean:.4g}, std {probe.pred_std:.4g}, "
+            f"{probe.outside_share:.0%} outside the card's range")
+    return text + (f"\n  probe reason: {probe.reason}" if probe.reason else "")

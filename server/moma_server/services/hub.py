@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from moma.trust.keys import key_id, public_key_to_raw
 from moma_server.store.blobs import BlobStore
 from moma_server.store.metadata import MetadataStore
+
+if TYPE_CHECKING:
+    from moma_server.services.fingerprinting import Fingerprinter
 
 CHUNK_SIZE = 1024 * 1024
 """Largest Chunk.data the hub sends and accepts: far below gRPC's 4 MiB message limit."""
@@ -45,3 +49,4 @@ class Hub:
     config: HubConfig
     metadata: MetadataStore
     blobs: BlobStore
+    probes: Fingerprinter | None = None  # the probe set run on every module stored (fingerprints)

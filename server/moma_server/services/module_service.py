@@ -11,6 +11,7 @@ from moma.trust.chunks import make_chunk
 from moma.trust.manifest import SignedManifest
 from moma_server.services import convert
 from moma_server.services.errors import HubError, handle_errors, invalid, not_found, precondition
+from moma_server.services.fingerprint_service import attach_probe_summary, probe_set_fields
 from moma_server.services.hub import Hub
 from moma_server.services.uploads import Uploads
 from moma_server.store.models import ModuleRow
@@ -33,7 +34,7 @@ class ModuleService(hub_pb2_grpc.ModuleServiceServicer):
         return hub_pb2.GetHubInfoResponse(
             hub_id=cfg.hub_id, hub_public_key=cfg.hub_public_raw, hub_key_id=cfg.hub_key_id,
             max_module_size=cfg.max_module_bytes, chunk_size=cfg.chunk_size,
-            manifest_tolerance_s=cfg.tolerance_s)
+            manifest_tolerance_s=cfg.tolerance_s, **probe_set_fields(self.hub))
 
     @handle_errors
     def ListModules(self, request: hub_pb2.ListModulesRequest,
@@ -84,6 +85,7 @@ class ModuleService(hub_pb2_grpc.ModuleServiceServicer):
         cs = convert.countersignature(row)
         if cs is not None:
             response.countersignature.CopyFrom(cs)
+        attach_probe_summary(self.hub, response, row.module_id)
         return response
 
     @handle_errors

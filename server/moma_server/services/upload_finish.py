@@ -38,6 +38,7 @@ from moma.trust.manifest import (
 )
 from moma_server.services.errors import HubError, denied, invalid, not_found, precondition
 from moma_server.services.upload_sessions import UploadSessions
+from moma_server.services.fingerprinting import probe_module, record_probe
 from moma_server.services.validation import card_of, check_base, check_module_bytes
 from moma_server.store.metadata import utc_now
 from moma_server.store.models import KeyRow, ModuleRow, UploadSessionRow
@@ -94,6 +95,7 @@ class UploadFinish:
             card = card_of(manifest)
             check_base(card, manifest.module_sha256, hub.metadata)
             check_module_bytes(data, card, manifest.module_sha256, hub.config.max_module_bytes)
+            probe_module(hub, data, card, manifest.module_sha256)
             if hub.metadata.get_module(manifest.module_sha256) is not None:
                 raise HubError(grpc.StatusCode.ALREADY_EXISTS,
                                f"module {manifest.module_sha256} was stored meanwhile by another "
@@ -159,6 +161,7 @@ class UploadFinish:
                 self._commit_checks(session, row, manifest)
                 hub.metadata.drop_upload(session, row.upload_id)
                 session.add(module)
+                record_probe(hub, session, sha)
                 hub.metadata.append_audit(session, actor=manifest.contributor_key_id,
                                           action="module.submit", subject=sha,
                                           details={"size": manifest.module_size,

@@ -102,20 +102,24 @@ class GetHubInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetHubInfoResponse(_message.Message):
-    __slots__ = ("hub_id", "hub_public_key", "hub_key_id", "max_module_size", "chunk_size", "manifest_tolerance_s")
+    __slots__ = ("hub_id", "hub_public_key", "hub_key_id", "max_module_size", "chunk_size", "manifest_tolerance_s", "probe_set_sha256", "probe_set_name")
     HUB_ID_FIELD_NUMBER: _ClassVar[int]
     HUB_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     HUB_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     MAX_MODULE_SIZE_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_TOLERANCE_S_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_NAME_FIELD_NUMBER: _ClassVar[int]
     hub_id: str
     hub_public_key: bytes
     hub_key_id: str
     max_module_size: int
     chunk_size: int
     manifest_tolerance_s: int
-    def __init__(self, hub_id: _Optional[str] = ..., hub_public_key: _Optional[bytes] = ..., hub_key_id: _Optional[str] = ..., max_module_size: _Optional[int] = ..., chunk_size: _Optional[int] = ..., manifest_tolerance_s: _Optional[int] = ...) -> None: ...
+    probe_set_sha256: str
+    probe_set_name: str
+    def __init__(self, hub_id: _Optional[str] = ..., hub_public_key: _Optional[bytes] = ..., hub_key_id: _Optional[str] = ..., max_module_size: _Optional[int] = ..., chunk_size: _Optional[int] = ..., manifest_tolerance_s: _Optional[int] = ..., probe_set_sha256: _Optional[str] = ..., probe_set_name: _Optional[str] = ...) -> None: ...
 
 class ListModulesRequest(_message.Message):
     __slots__ = ("backbone", "base_sha256", "kind", "task", "states", "page_size", "page_token")
@@ -150,18 +154,20 @@ class GetCardRequest(_message.Message):
     def __init__(self, module_id: _Optional[str] = ...) -> None: ...
 
 class GetCardResponse(_message.Message):
-    __slots__ = ("module", "card_json", "signed_manifest", "contributor_public_key", "countersignature")
+    __slots__ = ("module", "card_json", "signed_manifest", "contributor_public_key", "countersignature", "probe")
     MODULE_FIELD_NUMBER: _ClassVar[int]
     CARD_JSON_FIELD_NUMBER: _ClassVar[int]
     SIGNED_MANIFEST_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTOR_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     COUNTERSIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    PROBE_FIELD_NUMBER: _ClassVar[int]
     module: ModuleSummary
     card_json: bytes
     signed_manifest: SignedManifest
     contributor_public_key: bytes
     countersignature: Countersignature
-    def __init__(self, module: _Optional[_Union[ModuleSummary, _Mapping]] = ..., card_json: _Optional[bytes] = ..., signed_manifest: _Optional[_Union[SignedManifest, _Mapping]] = ..., contributor_public_key: _Optional[bytes] = ..., countersignature: _Optional[_Union[Countersignature, _Mapping]] = ...) -> None: ...
+    probe: ProbeSummary
+    def __init__(self, module: _Optional[_Union[ModuleSummary, _Mapping]] = ..., card_json: _Optional[bytes] = ..., signed_manifest: _Optional[_Union[SignedManifest, _Mapping]] = ..., contributor_public_key: _Optional[bytes] = ..., countersignature: _Optional[_Union[Countersignature, _Mapping]] = ..., probe: _Optional[_Union[ProbeSummary, _Mapping]] = ...) -> None: ...
 
 class DownloadRequest(_message.Message):
     __slots__ = ("module_id", "offset")
@@ -420,3 +426,79 @@ class AuditLogResponse(_message.Message):
     entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
     more: bool
     def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class ProbeSummary(_message.Message):
+    __slots__ = ("status", "reason", "probe_set_sha256", "probes", "pred_min", "pred_max", "pred_mean", "pred_std", "outside_share", "computed_at")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PROBES_FIELD_NUMBER: _ClassVar[int]
+    PRED_MIN_FIELD_NUMBER: _ClassVar[int]
+    PRED_MAX_FIELD_NUMBER: _ClassVar[int]
+    PRED_MEAN_FIELD_NUMBER: _ClassVar[int]
+    PRED_STD_FIELD_NUMBER: _ClassVar[int]
+    OUTSIDE_SHARE_FIELD_NUMBER: _ClassVar[int]
+    COMPUTED_AT_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    reason: str
+    probe_set_sha256: str
+    probes: int
+    pred_min: float
+    pred_max: float
+    pred_mean: float
+    pred_std: float
+    outside_share: float
+    computed_at: str
+    def __init__(self, status: _Optional[str] = ..., reason: _Optional[str] = ..., probe_set_sha256: _Optional[str] = ..., probes: _Optional[int] = ..., pred_min: _Optional[float] = ..., pred_max: _Optional[float] = ..., pred_mean: _Optional[float] = ..., pred_std: _Optional[float] = ..., outside_share: _Optional[float] = ..., computed_at: _Optional[str] = ...) -> None: ...
+
+class ModuleFingerprint(_message.Message):
+    __slots__ = ("module_id", "seq", "probe_set_sha256", "probes", "predictions", "embedding_dims", "embedding", "summary")
+    MODULE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PROBES_FIELD_NUMBER: _ClassVar[int]
+    PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_DIMS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    module_id: str
+    seq: int
+    probe_set_sha256: str
+    probes: int
+    predictions: bytes
+    embedding_dims: int
+    embedding: bytes
+    summary: ProbeSummary
+    def __init__(self, module_id: _Optional[str] = ..., seq: _Optional[int] = ..., probe_set_sha256: _Optional[str] = ..., probes: _Optional[int] = ..., predictions: _Optional[bytes] = ..., embedding_dims: _Optional[int] = ..., embedding: _Optional[bytes] = ..., summary: _Optional[_Union[ProbeSummary, _Mapping]] = ...) -> None: ...
+
+class GetProbeSetRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetProbeSetResponse(_message.Message):
+    __slots__ = ("probe_set_sha256", "probe_set_name", "probe_set_json")
+    PROBE_SET_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_NAME_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_JSON_FIELD_NUMBER: _ClassVar[int]
+    probe_set_sha256: str
+    probe_set_name: str
+    probe_set_json: bytes
+    def __init__(self, probe_set_sha256: _Optional[str] = ..., probe_set_name: _Optional[str] = ..., probe_set_json: _Optional[bytes] = ...) -> None: ...
+
+class ListFingerprintsRequest(_message.Message):
+    __slots__ = ("after_seq", "page_size")
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    after_seq: int
+    page_size: int
+    def __init__(self, after_seq: _Optional[int] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ListFingerprintsResponse(_message.Message):
+    __slots__ = ("fingerprints", "more", "probe_set_sha256")
+    FINGERPRINTS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_SHA256_FIELD_NUMBER: _ClassVar[int]
+    fingerprints: _containers.RepeatedCompositeFieldContainer[ModuleFingerprint]
+    more: bool
+    probe_set_sha256: str
+    def __init__(self, fingerprints: _Optional[_Iterable[_Union[ModuleFingerprint, _Mapping]]] = ..., more: _Optional[bool] = ..., probe_set_sha256: _Optional[str] = ...) -> None: ...

@@ -770,3 +770,131 @@ class OperatorService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class FingerprintServiceStub:
+    """Public: the probe set and the fingerprints of every stored module. Fingerprints are computed
+    by the hub when a module is submitted and never change (module bytes are immutable), so a
+    client syncs by asking for what came after the last seq it holds.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetProbeSet = channel.unary_unary(
+                '/moma.hub.v1.FingerprintService/GetProbeSet',
+                request_serializer=moma_dot_hub_dot_v1_dot_hub__pb2.GetProbeSetRequest.SerializeToString,
+                response_deserializer=moma_dot_hub_dot_v1_dot_hub__pb2.GetProbeSetResponse.FromString,
+                _registered_method=True)
+        self.ListFingerprints = channel.unary_unary(
+                '/moma.hub.v1.FingerprintService/ListFingerprints',
+                request_serializer=moma_dot_hub_dot_v1_dot_hub__pb2.ListFingerprintsRequest.SerializeToString,
+                response_deserializer=moma_dot_hub_dot_v1_dot_hub__pb2.ListFingerprintsResponse.FromString,
+                _registered_method=True)
+
+
+class FingerprintServiceServicer:
+    """Public: the probe set and the fingerprints of every stored module. Fingerprints are computed
+    by the hub when a module is submitted and never change (module bytes are immutable), so a
+    client syncs by asking for what came after the last seq it holds.
+    """
+
+    def GetProbeSet(self, request, context):
+        """The probe set itself (canonical JSON, records in the shared data format without targets),
+        so a client can check it against GetHubInfo.probe_set_sha256 and use it locally.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFingerprints(self, request, context):
+        """Fingerprints with seq > after_seq, in seq order, one page at a time. Every stored module
+        has one (whatever its state: a client joins them with ListModules' approved modules).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_FingerprintServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetProbeSet': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProbeSet,
+                    request_deserializer=moma_dot_hub_dot_v1_dot_hub__pb2.GetProbeSetRequest.FromString,
+                    response_serializer=moma_dot_hub_dot_v1_dot_hub__pb2.GetProbeSetResponse.SerializeToString,
+            ),
+            'ListFingerprints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFingerprints,
+                    request_deserializer=moma_dot_hub_dot_v1_dot_hub__pb2.ListFingerprintsRequest.FromString,
+                    response_serializer=moma_dot_hub_dot_v1_dot_hub__pb2.ListFingerprintsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'moma.hub.v1.FingerprintService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('moma.hub.v1.FingerprintService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class FingerprintService:
+    """Public: the probe set and the fingerprints of every stored module. Fingerprints are computed
+    by the hub when a module is submitted and never change (module bytes are immutable), so a
+    client syncs by asking for what came after the last seq it holds.
+    """
+
+    @staticmethod
+    def GetProbeSet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/moma.hub.v1.FingerprintService/GetProbeSet',
+            moma_dot_hub_dot_v1_dot_hub__pb2.GetProbeSetRequest.SerializeToString,
+            moma_dot_hub_dot_v1_dot_hub__pb2.GetProbeSetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFingerprints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/moma.hub.v1.FingerprintService/ListFingerprints',
+            moma_dot_hub_dot_v1_dot_hub__pb2.ListFingerprintsRequest.SerializeToString,
+            moma_dot_hub_dot_v1_dot_hub__pb2.ListFingerprintsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,0 +1,263 @@
+"""Build a hub of up to 10,000 CGCNN modules with real signal, for the pre-selection benchmark.
+
+Stages (each resumable; outputs under ``--out``, default ``$MOMA_CACHE/hub10k``, outside the
+work tree):
+
+``train``   real modules fine-tuned from one shared base (the imported MoE-(18) ``mp_eform``
+            CGCNN) with the project's own training code, on real targets: the three Castelli
+            perovskite targets and the 11 downstream tasks' ``seed0`` training splits; per
+            source one module on the whole training split and ``--bootstraps`` modules on
+            bootstrap subsets (70 %, seeds 1..B), plus ``--shuffled`` modules trained on the same
+            structures with the labels permuted (distractors whose training was real but whose
+            target is noise). A module already in ``out/modules/<name>`` is kept.
+``hub``     start a real ``moma-hub serve`` over ``out/hub`` (SQLite; the default probe set),
+            contribute the base, every trained module, then derived modules until the hub holds
+            ``--modules`` approved modules: *variants* (``(1-a) theta_i + a theta_j`` of two
+            real modules, a <= 0.3, plus 2 % noise: same base, so they average) and
+            *distractors* (a real module's message passing with a freshly drawn head). Derived
+            modules are generated from a seed, so a restart regenerates the same bytes and skips
+            those already on the hub.
+``measure`` for each ``--task`` (seed0): pre-selection (top ``--top-k``) + AMC on the chosen
+            modules, against exhaustive AMC over every module of the hub (or of a random
+            ``--exhaustive-cap`` sub-hub when set, said in the output): ensemble proxy MAE ratio,
+            the share of exhaustive AMC's weight mass (weights >= 0.05) inside the pre-selected
+            set, modules and bytes downloaded, and the wall time of each; one JSON line per task
+            appended to ``out/measure.jsonl``.
+
+Run (one thread, niced; every stage can be stopped and restarted)::
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/preselect_hub.py train
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/preselect_hub.py hub --modules 10000
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/preselect_hub.py measure \\
+        --task jarvis_2d_eform --task mp_poisson_ratio ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import safetensors.torch
+import torch
+
+from moma.amc.selection import select
+from moma.backbones.registry import get_backbone
+from moma.data.prepared import prepare
+from moma.data.readers import load_dataset
+from moma.modules.moe18 import import_moe18
+from moma.modules.store import list_modules, load_module
+from moma.paths import cache_dir, downstream_task_path, moe18_dir, shared_dir
+from moma.training.loop import TrainConfig
+from moma.training.run import train_module
+from moma_client.hub.cache import ModuleCache
+from moma_client.hub.client import HubClient
+from moma_client.hub.connection import Transport
+from moma_client.hub.fingerprints import FingerprintCache
+from moma_client.preselect.run import preselect
+from tests.integration.derived import Contributor, Derived, distractor, variant
+from tests.integration.hubenv import Hub
+
+DOWNSTREAM = [
+    "expt_eform", "jarvis_2d_dielectric_opt", "jarvis_2d_dielectric_tbmbj", "jarvis_2d_eform",
+    "jarvis_2d_exfoliation", "jarvis_2d_gap_tbmbj", "mp_elastic_anisotropy", "mp_eps_electronic",
+    "mp_poisson_ratio", "mp_poly_electronic", "mp_poly_total",
+]
+CASTELLI = ["e_form", "dir_gap", "ind_gap"]
+VARIANT_SHARE = 0.7  # of the derived modules; the rest are head-redrawn distractors
+
+
+def sources() -> list[tuple[str, str, str | None]]:
+    castelli = str(shared_dir() / "data/hub/castelli_perovskites.json.gz")
+    return ([(f"castelli_{t}", castelli, t) for t in CASTELLI]
+            + [(t, str(downstream_task_path(t)), None) for t in DOWNSTREAM])
+
+
+def base_folder(out: Path) -> Path:
+    folder = out / "moe18"
+    if not (folder / "mp_eform" / "card.json").is_file():
+        import_moe18(moe18_dir(), folder)
+    return folder / "mp_eform"
+
+
+def train_stage(out: Path, bootstraps: int, shuffled: int, epochs: int,
+                castelli_train: int) -> None:
+    net = get_backbone("cgcnn")
+    base = load_module(base_folder(out))
+    for name, path, target in sources():
+        dataset = load_dataset(path, target=target)
+        data = prepare(dataset, net, "seed0", seed=0)
+        full_train = list(data.split["train"])
+        if target is not None:
+            full_train = full_train[:castelli_train]
+        plans = [(f"{name}", full_train, False, 0)]
+        rng = np.random.default_rng(0)
+        for b in range(1, bootstraps + 1):
+            pick = rng.choice(len(full_train), int(0.7 * len(full_train)), replace=False)
+            plans.append((f"{name}-boot{b}", [full_train[i] for i in sorted(pick)], False, b))
+        for s in range(1, shuffled + 1):
+            plans.append((f"{name}-shuffled{s}", full_train, True, 100 + s))
+        for module_name, train_idx, shuffle, seed in plans:
+            dest = out / "modules" / module_name
+            if (dest / "card.json").is_file():
+                continue
+            tick = time.perf_counter()
+            run = dataclasses.replace(data, split={**data.split, "train": train_idx})
+            if shuffle:  # permute the labels of the training structures only
+                perm = np.random.default_rng(seed).permutation(train_idx)
+                records = list(data.dataset.records)
+                for i, j in zip(train_idx, perm, strict=True):
+                    records[i] = dataclasses.replace(data.dataset.records[i],
+                                                     target=data.dataset.records[j].target)
+                run = dataclasses.replace(run, dataset=dataclasses.replace(data.dataset,
+                                                                           records=records))
+            outcome = train_module(
+                run, net, kind="full", init=base, name=module_name, out=dest,
+                config=TrainConfig(epochs=epochs, batch_size=64 if target else 32,
+                                   lr=3e-4, head_lr_factor=3.0, patience=5, seed=seed))
+            print(json.dumps({"module": module_name, "seconds": time.perf_counter() - tick,
+                              "val_mae": outcome.metrics["val_mae"], "shuffled": shuffle}),
+                  flush=True)
+
+
+def _real(out: Path) -> list[tuple[dict[str, torch.Tensor], dict[str, object]]]:
+    found = []
+    for path, _card in list_modules(out / "modules"):
+        loaded = load_module(path)
+        found.append((dict(loaded.state), json.loads((path / "card.json").read_text())))
+    return found
+
+
+def derived_modules(reals: list[tuple[dict[str, torch.Tensor], dict[str, object]]],
+                    count: int, base_id: str, seed: int = 0) -> list[Derived]:
+    """``count`` derived modules, deterministic in ``seed`` (variants first, then the rest)."""
+    gen = torch.Generator().manual_seed(seed)
+    out: list[Derived] = []
+    n = len(reals)
+    real_only = [r for r in reals if "shuffled" not in str(r[1]["name"])]
+    for v in range(count):
+        if v % 10 < int(VARIANT_SHARE * 10):
+            i = int(torch.randint(len(real_only), (1,), generator=gen))
+            j = int(torch.randint(len(real_only), (1,), generator=gen))
+            mix = float(torch.rand(1, generator=gen)) * 0.3
+            d = variant(real_only[i], real_only[j], mix, 0.02, gen, f"variant-{v:05d}")
+        else:
+            d = distractor(reals[v % n], gen, f"distractor-{v:05d}")
+        d.card["base_sha256"] = base_id  # every module here descends from the one base
+        d.card["module_id"] = d.module_id
+        out.append(d)
+    return out
+
+
+def hub_stage(out: Path, modules: int, keep_running: bool) -> Hub:
+    hub = Hub(out / "hub", hub_id="hub10k").start(timeout=600)
+    channel = grpc.insecure_channel(hub.address)
+    ids_file = out / "contributor.json"
+    me = Contributor.enrolled(channel, hub.hub_id, hub.store, f"lab-{int(time.time())}",
+                              out / "keys")
+    with HubClient(Transport(hub.address, insecure=True)) as client:
+        stored = {s.module_id for s in client.list_modules(
+            states=("approved", "pending", "rejected", "revoked"))}
+    base = base_folder(out)
+    base_data = (base / "module.safetensors").read_bytes()
+    base_card = json.loads((base / "card.json").read_text())
+    pending = [Derived(base_data, base_card, "base")]
+    reals = _real(out)
+    for state, card in reals:
+        pending.append(Derived(safetensors.torch.save(state), card, "real"))
+    pending += derived_modules(reals, max(0, modules - len(pending)), base_card["module_id"])
+    todo = [d for d in pending if d.module_id not in stored]
+    print(f"hub {hub.address}: {len(stored)} stored, {len(todo)} to contribute", flush=True)
+    tick = time.perf_counter()
+    for start in range(0, len(todo), 200):
+        batch = todo[start:start + 200]
+        if start == 0 and batch and batch[0].role == "base":
+            me.contribute(batch[0])
+            batch = batch[1:]
+        me.contribute_all(batch)
+        print(f"  {start + len(batch)}/{len(todo)} in {time.perf_counter() - tick:.0f} s",
+              flush=True)
+    ids_file.write_text(json.dumps({"address": hub.address}))
+    if not keep_running:
+        hub.stop()
+    return hub
+
+
+def measure_stage(out: Path, tasks: list[str], top_k: int, cap: int | None) -> None:
+    hub = Hub(out / "hub", hub_id="hub10k").start(timeout=600)
+    net = get_backbone("cgcnn")
+    try:
+        for task in tasks:
+            data = prepare(load_dataset(str(downstream_task_path(task))), net, "seed0")
+            graphs, y = data.part("train")
+            cache = ModuleCache(out / "client" / "modules")
+            fps = FingerprintCache(out / "client" / "fingerprints")
+            tick = time.perf_counter()
+            with HubClient(Transport(hub.address, insecure=True)) as client:
+                chosen = preselect(client, cache, fps, net, kind="full", graphs=graphs,
+                                   targets=y, top_k=top_k, exclude_task=task)
+                amc_top = select(net, [f.module for f in chosen.fetched
+                                       if f.module.module_id in chosen.report["selected"]],
+                                 graphs, y)
+                pre_s = time.perf_counter() - tick
+                every = [s.module_id for s in client.list_modules(backbone="cgcnn",
+                                                                  kind="full")
+                         if s.task.split(":")[0] != task]
+                if cap is not None and len(every) > cap:
+                    keep = set(np.random.default_rng(0).choice(every, cap, replace=False))
+                    keep |= set(chosen.report["selected"])
+                    every = [m for m in every if m in keep]
+                tick = time.perf_counter()
+                loaded = [cache.fetch(client, m).module for m in every]
+            amc_all = select(net, loaded, graphs, y)
+            full_s = time.perf_counter() - tick
+            weights = dict(zip([m.module_id for m in loaded], amc_all.weights, strict=True))
+            heavy = {m: w for m, w in weights.items() if w >= 0.05}
+            picked = set(chosen.report["selected"])
+            row = {"task": task, "modules": len(every), "top_k": top_k,
+                   "proxy_ratio": amc_top.ensemble_proxy_mae / amc_all.ensemble_proxy_mae,
+                   "mass_found": sum(w for m, w in heavy.items() if m in picked)
+                   / max(sum(heavy.values()), 1e-12),
+                   "downloads": chosen.report["downloads"],
+                   "downloaded_bytes": chosen.report["downloaded_bytes"],
+                   "preselect_and_amc_s": pre_s, "exhaustive_s": full_s,
+                   "timings": chosen.report["timings"], "capped": cap is not None}
+            print(json.dumps(row), flush=True)
+            with (out / "measure.jsonl").open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+    finally:
+        hub.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("stage", choices=["train", "hub", "measure"])
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--bootstraps", type=int, default=3)
+    parser.add_argument("--shuffled", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--castelli-train", type=int, default=2000)
+    parser.add_argument("--modules", type=int, default=10_000)
+    parser.add_argument("--task", action="append", default=[])
+    parser.add_argument("--top-k", type=int, default=50)
+    parser.add_argument("--exhaustive-cap", type=int, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    out = args.out or cache_dir() / "hub10k"
+    out.mkdir(parents=True, exist_ok=True)
+    if args.stage == "train":
+        train_stage(out, args.bootstraps, args.shuffled, args.epochs, args.castelli_train)
+    elif args.stage == "hub":
+        hub_stage(out, args.modules, keep_running=False)
+    else:
+        measure_stage(out, args.task or ["jarvis_2d_eform", "mp_poisson_ratio",
+                                         "jarvis_2d_exfoliation", "mp_eps_electronic",
+                                         "expt_eform"], args.top_k, args.exhaustive_cap)
+
+
+if __name__ == "__main__":
+    main()

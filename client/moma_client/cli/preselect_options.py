@@ -1,0 +1,62 @@
+"""``compose --hub ... --preselect K|none``: the option and the call compose makes with it.
+
+Kept apart from ``compose.py`` so that the compose entry point only needs two lines: parse
+the option, and (when it is not ``none``) call :func:`hub_preselected_folders` with the
+owner's training split instead of fetching every candidate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from moma.backbones.base import Backbone, Graph
+from moma.errors import MomaError
+from moma_client.cli.common import err
+from moma_client.cli.hub_options import connect
+from moma_client.hub.cache import ModuleCache
+from moma_client.hub.fingerprints import FingerprintCache
+from moma_client.preselect.run import DEFAULT_TOP_K, preselect
+
+Preselect = Annotated[str, typer.Option("--preselect", help=f"With --hub: rank every compatible module locally from the hub's public fingerprints and your training split, download the top K (default {DEFAULT_TOP_K}); 'none' downloads every candidate (exhaustive).")]
+
+
+def parse_preselect(value: str) -> int | None:
+    """``none`` -> None (exhaustive); a positive integer -> that K."""
+    if value.strip().lower() == "none":
+        return None
+    try:
+        k = int(value)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise MomaError(f"--preselect {value!r}: pass a number of modules (1 or more, e.g. "
+                        f"{DEFAULT_TOP_K}) or 'none' for the exhaustive compose")
+    return k
+
+
+def hub_preselected_folders(hub: str, hub_key: str | None, ca: Path | None,
+                            client_cert: Path | None, client_key: Path | None,
+                            insecure: bool, *, backbone: Backbone, kind: str,
+                            exclude_task: str | None, graphs: Sequence[Graph],
+                            targets: np.ndarray, top_k: int
+                            ) -> tuple[list[Path], dict[str, Any]]:
+    """The top-K modules' cache folders and the pre-selection report (for report.json)."""
+    with connect(hub, hub_key, ca, client_cert, client_key, insecure) as client:
+        result = preselect(client, ModuleCache(), FingerprintCache(), backbone, kind=kind,
+                           graphs=graphs, targets=targets, top_k=top_k,
+                           exclude_task=exclude_task)
+    r = result.report
+    err.print(f"hub {client.hub_id}: ranked {r['ranked']} of {r['candidates']} {kind} "
+              f"{backbone.name} modules from fingerprints ({r['fingerprints']['new']} new); "
+              f"top {len(result.folders)} verified, {r['downloads']} downloaded "
+              f"({r['downloaded_bytes']} bytes) in {r['timings']['total_s']:.1f} s",
+              soft_wrap=True, markup=False)
+    return result.folders, r
+
+
+__all__ = ["Preselect", "hub_preselected_folders", "parse_preselect"]
