@@ -37,8 +37,8 @@ from moma.trust.manifest import (
     verify_payload,
 )
 from moma_server.services.errors import HubError, denied, invalid, not_found, precondition
-from moma_server.services.upload_sessions import UploadSessions
 from moma_server.services.fingerprinting import probe_module, record_probe
+from moma_server.services.upload_sessions import UploadSessions
 from moma_server.services.validation import card_of, check_base, check_module_bytes
 from moma_server.store.metadata import utc_now
 from moma_server.store.models import KeyRow, ModuleRow, UploadSessionRow
