@@ -9,13 +9,17 @@ import typer
 
 from moma.amc.compose import ComposeOptions
 from moma.amc.pipeline import run_compose
-from moma.amc.selection import candidate_modules
+from moma.amc.screening import Screening, owner_keys, screen_candidates
+from moma.atomic_io import write_json
 from moma.backbones.registry import get_backbone
 from moma.data.readers import load_dataset
+from moma.data.units import with_units
 from moma.errors import MomaError
 from moma.modules.store import load_module
 from moma.training.loop import EpochStats, TrainConfig
 from moma.training.run import prepare
+from moma.uncertainty.conformal import check_coverage
+from moma.uncertainty.ranges import apply_range, parse_range
 from moma_client.cli.common import err, out, print_json, progress
 from moma_client.cli.hub_options import (
     Ca,
@@ -25,6 +29,7 @@ from moma_client.cli.hub_options import (
     Insecure,
     hub_candidate_folders,
 )
+from moma_client.cli.trust_output import print_compose_trust
 from moma_client.hub.cache import default_cache
 
 
@@ -60,12 +65,25 @@ def compose(
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     skip_invalid: Annotated[bool, typer.Option(help="Drop invalid records (listed) instead of failing.")] = False,
+    guard: Annotated[bool, typer.Option("--guard/--no-guard", help="Also fine-tune the plain base (or the best single module) and keep the start with the lower validation MAE; --no-guard saves that time.")] = True,
+    coverage: Annotated[float, typer.Option(help="Coverage of the prediction intervals (split conformal on validation).")] = 0.9,
+    value_range: Annotated[str | None, typer.Option("--range", help="Physical range LOW:HIGH of the property (known tasks declare theirs), e.g. 0:")] = None,
+    range_policy: Annotated[str, typer.Option(help="Predictions outside the range: clip or flag.")] = "clip",
+    overlap: Annotated[str, typer.Option(help="Candidates whose data fingerprint matches your validation/test structures: exclude or flag.")] = "exclude",
+    unit: Annotated[str | None, typer.Option(help="Unit of the target (default: the data's).")] = None,
+    prop: Annotated[str | None, typer.Option("--property", help="Property name (default: the data's target).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Compose modules for a dataset: AMC weights, merge, fine-tune, report (all local)."""
     net = get_backbone(backbone)
+    check_coverage(coverage)
+    apply_range([], None, range_policy)  # unknown policies fail before any work
+    physical_range = parse_range(value_range) if value_range else None
     dataset = load_dataset(data, task=task, target=target, skip_invalid=skip_invalid)
+    dataset, notice = with_units(dataset, unit=unit, prop=prop)
     err.print(dataset.report.summary())
+    if notice:
+        err.print(notice)
     needs_modules = strategy not in ("backbone-ft", "scratch")
     folders = list(modules)
     if hub and needs_modules:
@@ -73,11 +91,10 @@ def compose(
                                          backbone=backbone, kind=kind, exclude_task=dataset.name)
     if needs_modules and not folders:
         raise MomaError("compose needs candidate modules: pass --modules DIR and/or --hub ADDR")
-    candidates = (candidate_modules(folders, backbone=backbone, kind=kind,
-                                    exclude_task=dataset.name) if needs_modules else [])
     options = ComposeOptions(
         strategy=strategy, merge=merge, kind=kind, k=k, threshold=threshold, solver=solver,
-        head=head, knn_layer=knn_layer,
+        head=head, knn_layer=knn_layer, guard=guard, coverage=coverage,
+        physical_range=physical_range, range_policy=range_policy,
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
                           head_lr_factor=head_lr_factor, patience=patience, seed=seed,
                           device=device),
@@ -88,28 +105,43 @@ def compose(
         feat = bar.add_task("graphs", total=len(dataset), info="")
         prepared = prepare(dataset, net, split, seed=seed, skip_invalid=skip_invalid,
                            on_progress=lambda d, t: bar.update(feat, completed=d, total=t))
+        screened = (screen_candidates(
+            folders, backbone=backbone, kind=kind, exclude_task=dataset.name,
+            held_out_keys=owner_keys(prepared.dataset, prepared.split), overlap_policy=overlap,
+            base_dirs=options.base_dirs) if needs_modules else Screening([]))
+        candidates = screened.modules
         enc = bar.add_task("encoding", total=max(1, len(candidates)), info="")
         tune = bar.add_task("fine-tune", total=epochs, info="")
 
         def on_epoch(part: int, stats: EpochStats, improved: bool) -> None:
+            who = "guard" if part < 0 else f"part {part}"
             bar.update(tune, completed=stats.epoch,
-                       info=f"part {part} val {stats.val_mae:.4f}{'*' if improved else ''}")
+                       info=f"{who} val MAE {stats.val_mae:.4g} {dataset.unit}"
+                            f"{'*' if improved else ''}")
 
         result = run_compose(prepared, net, candidates, options, out_dir, seed=seed,
                              train_size=train_size,
                              on_module=lambda d, t: bar.update(enc, completed=d, total=t),
-                             on_epoch=on_epoch)
+                             on_epoch=on_epoch, skipped=screened.skipped)
+    if screened.flagged or screened.unchecked:
+        result.report["overlap_flagged"] = screened.flagged
+        result.report["overlap_unchecked"] = screened.unchecked
+        write_json(out_dir / "report.json", result.report)
     report = result.report
     if json_output:
         print_json(report)
         return
     out.print(f"{report['task']} ({report['unit']}): strategy {report['strategy']}, "
-              f"merge {report['merge']} ({report['merge_reason']})")
+              f"merge {report['merge']}. {report['merge_reason']}")
     for entry in sorted(report["candidates"], key=lambda e: -e.get("weight", 0.0))[:10]:
         if "weight" in entry:
             out.print(f"  {entry['name']:28s} weight {entry['weight']:.3f}  "
                       f"proxy MAE {entry['proxy_mae']:.4g}")
+    print_compose_trust(report)
     m = report["metrics"]
-    out.print(f"test MAE {m['test_mae']:.4g} (val {m['val_mae']:.4g}; train-mean predictor "
-              f"{m['test_mae_train_mean']:.4g}, train-median {m['test_mae_train_median']:.4g})")
+    unit_s = f" {report['unit']}" if report["unit"] else ""
+    out.print(f"test MAE {m['test_mae']:.4g}{unit_s} (val {m['val_mae']:.4g}; train-mean "
+              f"predictor {m['test_mae_train_mean']:.4g}, train-median "
+              f"{m['test_mae_train_median']:.4g})"
+              + (" [FLAGGED: see above]" if report.get("flags") else ""))
     out.print(f"report: {out_dir / 'report.json'}")

@@ -9,10 +9,15 @@ import typer
 
 from moma.backbones.registry import get_backbone
 from moma.data.readers import load_dataset
+from moma.data.units import with_units
 from moma.modules.store import load_module
 from moma.training.loop import EpochStats, TrainConfig
-from moma.training.run import prepare, train_module
+from moma.training.run import TrustOptions, prepare, train_module
+from moma.uncertainty.conformal import check_coverage
+from moma.uncertainty.floor import floor_flags
+from moma.uncertainty.ranges import apply_range, parse_range
 from moma_client.cli.common import err, out, print_json, progress
+from moma_client.cli.trust_output import print_trust_summary
 
 
 def train(
@@ -35,13 +40,28 @@ def train(
     skip_invalid: Annotated[bool, typer.Option(help="Drop invalid records (listed) instead of failing.")] = False,
     max_train: Annotated[int | None, typer.Option(help="Use at most N training records (seeded subsample).")] = None,
     name: Annotated[str | None, typer.Option(help="Module name for the card.")] = None,
+    unit: Annotated[str | None, typer.Option(help="Unit of the target (default: the data's, else the --init module's).")] = None,
+    prop: Annotated[str | None, typer.Option("--property", help="Property name for the card (default: the data's target).")] = None,
+    coverage: Annotated[float, typer.Option(help="Coverage of the prediction intervals (split conformal on validation).")] = 0.9,
+    value_range: Annotated[str | None, typer.Option("--range", help="Physical range LOW:HIGH of the property (known tasks declare theirs), e.g. 0:")] = None,
+    range_policy: Annotated[str, typer.Option(help="Predictions outside the range: clip or flag.")] = "clip",
+    publish_data_fingerprint: Annotated[bool, typer.Option(help="Put a salted fingerprint of the training structures on the card, so others can check overlap with their test data (see docs/hub.md for what it reveals).")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
     """Train a module; writes OUT/module.safetensors and OUT/card.json (metrics in target units)."""
     net = get_backbone(backbone)
     dataset = load_dataset(data, task=task, target=target, skip_invalid=skip_invalid)
     init_module = load_module(init) if init is not None else None
+    dataset, notice = with_units(dataset, unit=unit, prop=prop,
+                                 parent_unit=init_module.card.unit if init_module else None)
+    trust = TrustOptions(coverage=check_coverage(coverage),
+                         physical_range=parse_range(value_range) if value_range else None,
+                         range_policy=range_policy,
+                         publish_data_fingerprint=publish_data_fingerprint)
+    apply_range([], None, range_policy)  # an unknown policy fails here, before any work
     err.print(dataset.report.summary())
+    if notice:
+        err.print(notice)
     with progress() as bar:
         feat = bar.add_task("graphs", total=len(dataset), info="")
         prepared = prepare(dataset, net, split, seed=seed, skip_invalid=skip_invalid,
@@ -61,10 +81,11 @@ def train(
         def on_epoch(stats: EpochStats, improved: bool) -> None:
             mark = "*" if improved else " "
             bar.update(task_id, completed=stats.epoch,
-                       info=f"loss {stats.train_loss:.4f} val {stats.val_mae:.4f}{mark}")
+                       info=f"loss {stats.train_loss:.4f} val MAE {stats.val_mae:.4g} "
+                            f"{dataset.unit}{mark}")
 
         outcome = train_module(prepared, net, kind=kind, config=config, out=out_dir,
-                               init=init_module, name=name, on_epoch=on_epoch)
+                               init=init_module, name=name, on_epoch=on_epoch, trust=trust)
     card = outcome.card
     if json_output:
         print_json(card.to_json())
@@ -72,8 +93,19 @@ def train(
     m = card.metrics
     out.print(f"module {card.name} ({card.kind}, {card.backbone}) -> {out_dir}")
     out.print(f"  id {card.module_id}")
-    out.print(f"  val MAE {m['val_mae']:.4g} {card.unit}")
+    out.print(f"  val MAE {m['val_mae']:.4g} {card.unit} (train-median predictor "
+              f"{m['val_mae_train_median']:.4g})")
+    flags = floor_flags("validation", m["val_mae"], {"train_median": m["val_mae_train_median"],
+                                                     "train_mean": m["val_mae_train_mean"]},
+                        card.unit)
     if "test_mae" in m:
         out.print(f"  test MAE {m['test_mae']:.4g} {card.unit} "
                   f"(train-mean predictor {m['test_mae_train_mean']:.4g}, "
                   f"train-median {m['test_mae_train_median']:.4g})")
+        flags += floor_flags("test", m["test_mae"], {"train_median": m["test_mae_train_median"],
+                                                     "train_mean": m["test_mae_train_mean"]},
+                             card.unit)
+    for flag in flags:
+        out.print(f"  FLAG: {flag}")
+    print_trust_summary(card.extra, m)
+    out.print(f"  learning curve: {out_dir / 'learning_curve.png'}")

@@ -31,14 +31,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from moma.amc.guard import GuardBaseline, StartModel, best_single_index
 from moma.amc.merge import MergeInput, average_parameters, check_mergeable, select_weights
 from moma.amc.selection import Selection, select
 from moma.backbones.adapters import insert_adapters
 from moma.backbones.base import Backbone, BackboneModel
-from moma.errors import IncompatibleModulesError, MomaError
+from moma.errors import IncompatibleModulesError, ModuleFormatError, MomaError
 from moma.modules.store import LoadedModule
 from moma.training.loop import EpochStats, TrainConfig, fit, predict_standardized
 from moma.training.modeling import find_base
+from moma.uncertainty.ranges import PhysicalRange
 
 STRATEGIES = ("amc", "select-average", "all-average", "random", "backbone-ft", "scratch")
 MERGES = ("auto", "average", "top1", "ensemble")
@@ -59,6 +61,10 @@ class ComposeOptions:
     base_module: LoadedModule | None = None
     head: str = "fresh"  # or "inherit": keep the composed modules' head, refit it (head_refit)
     knn_layer: str = "pooled"  # or "head": what feeds the kNN proxy (selection.KNN_LAYERS)
+    guard: bool = True  # also fine-tune the base (or best single module); keep the better start
+    coverage: float = 0.9  # conformal interval level (moma.uncertainty.conformal)
+    physical_range: PhysicalRange | None = None  # None: the task's declared range, if any
+    range_policy: str = "clip"  # or "flag" (moma.uncertainty.ranges)
 
 
 @dataclass
@@ -115,7 +121,7 @@ def plan(backbone: Backbone, candidates: Sequence[LoadedModule], train_graphs: S
             rng = np.random.default_rng(seed)
             idx = rng.choice(len(candidates), size=len(picked), replace=False)
             chosen, weights = [candidates[i] for i in idx], np.full(len(idx), 1 / len(idx))
-    merge, reason = _choose_merge(chosen, options.merge)
+    merge, reason = _choose_merge(chosen, np.asarray(weights), options.merge)
     return Plan(chosen, np.asarray(weights, dtype=np.float64), merge, reason, selection)
 
 
@@ -127,23 +133,56 @@ def _merge_inputs(modules: Sequence[LoadedModule]) -> list[MergeInput]:
             for m in modules]
 
 
-def _choose_merge(chosen: Sequence[LoadedModule], requested: str) -> tuple[str, str]:
-    if len(chosen) == 1 and requested in ("auto", "average"):
-        return "top1", "one module selected: it is used as is (average of one)"
+def _choose_merge(chosen: Sequence[LoadedModule], weights: np.ndarray,
+                  requested: str) -> tuple[str, str]:
+    """The merge and one plain sentence saying what was done and why."""
+    n = len(chosen)
+    top = chosen[int(np.argmax(weights))] if n else None
+    top_s = f"{top.card.name} (weight {float(np.max(weights)):.2f})" if top else ""
+    if n == 1 and requested in ("auto", "average", "ensemble"):
+        return "top1", (f"One module was selected, {chosen[0].card.name}; it is fine-tuned "
+                        "alone (average, top1 and ensemble are the same computation for one "
+                        "module).")
     if requested == "average":
         check_mergeable(_merge_inputs(chosen))
-        return "average", "requested --merge average; the modules share one base"
-    if requested != "auto":
-        return requested, f"requested --merge {requested}"
+        return "average", (f"Averaged the parameters of the {n} selected modules with their "
+                           "weights, as requested with --merge average (they share one base).")
+    if requested == "top1":
+        return "top1", (f"Fine-tuned the highest-weight module, {top_s}, alone, as requested "
+                        "with --merge top1.")
+    if requested == "ensemble":
+        return "ensemble", (f"Fine-tuned each of the {n} selected modules with its own head and "
+                            "combined their predictions with the weights, as requested with "
+                            "--merge ensemble.")
     try:
         check_mergeable(_merge_inputs(chosen))
-    except IncompatibleModulesError as exc:
-        return "top1", f"modules do not share a base ({exc}); fine-tuning the top-weighted one"
-    return "average", "the selected modules share one base: weighted parameter average"
+    except IncompatibleModulesError:
+        return "top1", (f"The {n} selected modules were trained from different bases, so their "
+                        f"parameters cannot be averaged; fine-tuned the highest-weight one, "
+                        f"{top_s} (--merge ensemble would fine-tune all of them instead).")
+    return "average", (f"Averaged the parameters of the {n} selected modules with their weights "
+                       "(they share one base).")
+
+
+def same_computation_notes(strategy: str, the_plan: Plan, n_candidates: int) -> list[str]:
+    """Sentences for strategies that reduce to another one's computation on this input."""
+    notes = []
+    n = len(the_plan.modules)
+    if strategy == "select-average" and n == 1:
+        notes.append("select-average selected one module: the same computation as amc here.")
+    if strategy == "all-average" and n_candidates == 1:
+        notes.append("all-average over one candidate: the same computation as amc with top1.")
+    if strategy == "random" and n == n_candidates:
+        notes.append("random drew every candidate: the same computation as all-average here.")
+    if strategy in ("amc", "select-average") and n == n_candidates and n > 1 \
+            and np.allclose(the_plan.weights, 1.0 / n):
+        notes.append(f"{strategy} kept every candidate with equal weights: the same computation "
+                     "as all-average here.")
+    return notes
 
 
 def start_models(backbone: Backbone, the_plan: Plan, options: ComposeOptions,
-                 *, seed: int) -> list[tuple[BackboneModel, float, list[dict[str, Any]], str]]:
+                 *, seed: int) -> list[StartModel]:
     """Initial models (fresh heads) with their weight, parents and base sha256."""
     torch.manual_seed(seed)
     kind = options.kind
@@ -170,6 +209,53 @@ def start_models(backbone: Backbone, the_plan: Plan, options: ComposeOptions,
         return [(_from_modules(backbone, [module], np.ones(1), options), 1.0, parents, base)]
     model = _from_modules(backbone, the_plan.modules, the_plan.weights, options)
     return [(model, 1.0, parents, the_plan.modules[0].card.base_sha256)]
+
+
+def guard_baseline(backbone: Backbone, the_plan: Plan, candidates: Sequence[LoadedModule],
+                   options: ComposeOptions, *, seed: int) -> tuple[GuardBaseline | None, str]:
+    """The guard's start (moma.amc.guard), or None with the reason it does not run."""
+    if options.strategy in ("backbone-ft", "scratch"):
+        return None, f"--strategy {options.strategy} is itself the guard's baseline"
+    if not the_plan.modules:
+        return None, "no modules were composed"
+    single = (the_plan.modules[int(np.argmax(the_plan.weights))]
+              if the_plan.merge == "top1" or len(the_plan.modules) == 1 else None)
+    same_start = single is not None and options.head == "fresh"
+    torch.manual_seed(seed)
+    bases = {m.card.base_sha256 for m in the_plan.modules}
+    if len(bases) == 1:
+        base = next(iter(bases))
+        state = _find_base_state(backbone, base, the_plan.modules, options)
+        if state is not None:
+            if same_start and single is not None and options.kind == "full" \
+                    and single.module_id == base:
+                return None, (f"the composition starts from {single.card.name}, which is the "
+                              "base itself: the guard would repeat the same computation")
+            model = _with_state(backbone, state, options.kind, None)
+            return GuardBaseline(f"the fine-tuned base ({base[:12]})",
+                                 [(model, 1.0, [], base)]), ""
+    pool = the_plan.selection.modules if the_plan.selection else list(candidates)
+    proxy = the_plan.selection.proxy_mae if the_plan.selection else None
+    best = pool[best_single_index(proxy, len(pool))]
+    if same_start and single is not None and single.module_id == best.module_id:
+        return None, (f"the composition is the single module {best.card.name}, which is also "
+                      "the best single module: the guard would repeat the same computation")
+    model = _from_modules(backbone, [best], np.ones(1), options)
+    base = best.module_id if options.kind == "full" else best.card.base_sha256
+    parent = [{"module_id": best.module_id, "name": best.card.name, "weight": 1.0}]
+    return GuardBaseline(f"the best single module {best.card.name}",
+                         [(model, 1.0, parent, base)]), ""
+
+
+def _find_base_state(backbone: Backbone, base: str, modules: Sequence[LoadedModule],
+                     options: ComposeOptions) -> dict[str, Any] | None:
+    if options.base_module is not None and options.base_module.module_id == base:
+        return options.base_module.state
+    folders = list(dict.fromkeys([m.path.parent for m in modules] + list(options.base_dirs)))
+    try:
+        return find_base(backbone, base, folders)
+    except (ModuleFormatError, MomaError):
+        return None
 
 
 def _base_state(backbone: Backbone, options: ComposeOptions) -> tuple[dict[str, Any], str]:

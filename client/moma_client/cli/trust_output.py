@@ -1,0 +1,72 @@
+"""What ``train`` and ``compose`` print about trust: guard, floor flags, skipped candidates,
+intervals, domain and range, each in one plain sentence.
+
+Kept apart from the commands so the sentences are the same wherever a result is shown. Every
+string that came from a module card (names, tasks) is escaped before printing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+
+from moma_client.cli.common import out
+
+
+def print_trust_summary(extra: dict[str, Any], metrics: dict[str, float]) -> None:
+    """Intervals, domain, range and fingerprint of a trained module (from its card)."""
+    unc = extra.get("uncertainty") or {}
+    conformal = unc.get("conformal")
+    if conformal:
+        cov = metrics.get("test_coverage")
+        measured = f"; measured on test: {cov:.0%}" if cov is not None else ""
+        out.print(f"  {conformal['coverage']:.0%} interval: prediction ± "
+                  f"{conformal['half_width']:.4g} (split conformal on "
+                  f"{conformal['n_calibration']} validation structures{measured})")
+    domain = unc.get("domain")
+    if domain:
+        out.print(f"  applicability domain: flagged above score {domain['threshold']:.4g} "
+                  f"({domain['metric']})")
+    rng = extra.get("physical_range")
+    if rng:
+        action = "clipped to it" if extra.get("range_policy", "clip") == "clip" else "flagged"
+        out.print(f"  physical range [{rng['low']}, {rng['high']}] ({escape(str(rng['why']))}): "
+                  f"predictions outside are {action}")
+    if "data_fingerprint" in extra:
+        fp = extra["data_fingerprint"]
+        out.print(f"  data fingerprint published: {fp['n_items']} structures, salted Bloom "
+                  f"filter of {fp['m_bits']} bits (docs/hub.md says what it reveals)")
+
+
+def print_compose_trust(report: dict[str, Any]) -> None:
+    """Skipped candidates, notes, the guard's choice, floor flags and uncertainty."""
+    for entry in report.get("skipped", []):
+        out.print(f"  skipped {escape(str(entry['name']))} ({escape(str(entry['task']))}): "
+                  f"{entry['reason']}: {escape(str(entry['detail']))}")
+    for entry in report.get("overlap_flagged", []):
+        out.print(f"  FLAG: {escape(str(entry['name']))} kept despite overlapping data: "
+                  f"{escape(str(entry['detail']))}")
+    if report.get("overlap_unchecked"):
+        names = ", ".join(escape(str(n)) for n in report["overlap_unchecked"])
+        out.print(f"  not checked for data overlap (no fingerprint published): {names}")
+    for note in report.get("notes", []):
+        out.print(f"  note: {note}")
+    guard = report.get("guard") or {}
+    if guard.get("ran"):
+        out.print(escape(guard["sentence"]))
+    elif guard.get("why_not"):
+        out.print(f"guard: not run ({escape(guard['why_not'])})")
+    unc = report.get("uncertainty") or {}
+    conformal = unc.get("conformal")
+    unit = report.get("unit", "")
+    if conformal:
+        cov = unc.get("test_coverage")
+        measured = f", {cov:.0%} of test structures inside" if cov is not None else ""
+        out.print(f"{conformal['coverage']:.0%} intervals: prediction ± "
+                  f"{conformal['half_width']:.4g} {unit} (from {conformal['n_calibration']} "
+                  f"validation residuals{measured})")
+    if unc.get("range_sentence"):
+        out.print(f"test: {unc['range_sentence']}")
+    for flag in report.get("flags", []):
+        out.print(f"FLAG: {flag}")
