@@ -1,50 +1,83 @@
-"""``moma-client predict``: predict a property with a module, in target units."""
+"""``moma-client predict``: predict a property with a module, in target units, with its
+uncertainty (interval, ensemble spread, applicability domain) and range flags."""
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
+from rich.markup import escape
 
-from moma.backbones.registry import get_backbone
-from moma.data.structure_files import read_structures
-from moma.errors import DataError
-from moma.graphs.cache import featurize
-from moma.modules.ensemble import load_weighted_modules
-from moma.training.loop import predict_standardized, resolve_device
-from moma.training.modeling import model_from_module
+from moma.atomic_io import write_bytes
+from moma.data.predict_inputs import read_prediction_inputs
+from moma.uncertainty.predict import predict_structures
 from moma_client.cli.common import out, print_json
+
+CSV_COLUMNS = ("id", "prediction", "lower", "upper", "unit", "true_value", "ensemble_spread",
+               "domain_score", "in_domain", "outside_physical_range", "raw_prediction")
 
 
 def predict(
-    files: Annotated[list[Path], typer.Argument(help="Structure files: CIF, POSCAR or JSON.")],
+    files: Annotated[list[Path], typer.Argument(help="Structure files: CIF, POSCAR, JSON or extxyz.")],
     module: Annotated[Path, typer.Option(help="Module folder (module.safetensors + card.json), or a composed ensemble folder.")],
     base_dir: Annotated[list[Path] | None, typer.Option(help="Folders to search for an adapter module's base.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    target: Annotated[str, typer.Option(help="Name of the true value in extxyz info / JSON records, shown beside the prediction.")] = "target",
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write the rows to this CSV file.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print predictions as JSON.")] = False,
 ) -> None:
     """Predict each structure's property with MODULE (target units from its card)."""
-    parts = load_weighted_modules(module)
-    card = parts[0][0].card
-    backbone = get_backbone(card.backbone)
-    structures = read_structures(files)
-    featurized = featurize(backbone.featurizer(), structures, cache=False)
-    if featurized.rejected:
-        first = featurized.rejected[0]
-        raise DataError(f"{first.reason} (in the input files)")
-    total = sum(weight for _, weight in parts)
-    values = np.zeros(len(featurized.graphs))
-    for loaded, weight in parts:
-        model = model_from_module(backbone, loaded, base_dir or []).to(resolve_device(device))
-        z = predict_standardized(backbone, model, featurized.graphs, device=device)
-        values += (weight / total) * loaded.card.normalizer.denormalize(z)
-    rows = [{"id": i, "prediction": float(v)} for i, v in zip(featurized.ids, values, strict=True)]
+    inputs = read_prediction_inputs(files, target)
+    result = predict_structures(module, inputs, base_dirs=base_dir or [], device=device)
+    rows = result.rows()
+    card = result.card
+    if csv_path is not None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_bytes(csv_path, buffer.getvalue().encode("utf-8"))
+    sentence = result.range_sentence()
+    conformal = result.calibration.conformal
     if json_output:
-        print_json({"module": card.name, "module_ids": [m.module_id for m, _ in parts],
-                    "property": card.property, "unit": card.unit, "predictions": rows})
+        print_json({"module": card.name, "module_ids": result.module_ids,
+                    "property": card.property, "unit": card.unit, "predictions": rows,
+                    "interval_coverage": conformal.coverage if conformal else None,
+                    "physical_range": sentence,
+                    "domain_threshold": (result.calibration.domain.threshold
+                                         if result.calibration.domain else None)})
         return
-    out.print(f"# {card.property} ({card.unit}) by {card.name}")
+    level = f"{conformal.coverage:.0%} interval" if conformal else "no interval (old card)"
+    out.print(f"# {escape(card.property)} ({escape(card.unit)}) by {escape(card.name)}; "
+              f"{level}")
+    header = ["id", "prediction", "interval"]
+    header += ["true"] if any("true_value" in r for r in rows) else []
+    header += ["spread"] if any("ensemble_spread" in r for r in rows) else []
+    header += ["domain"] if any("domain_score" in r for r in rows) else []
+    out.print("\t".join(header))
     for row in rows:
-        out.print(f"{row['id']}\t{row['prediction']:.6g}")
+        cells = [escape(str(row["id"])), f"{row['prediction']:.6g}",
+                 f"[{row['lower']:.4g}, {row['upper']:.4g}]" if "lower" in row else "-"]
+        if "true" in header:
+            cells.append(f"{row['true_value']:.6g}" if "true_value" in row else "-")
+        if "spread" in header:
+            cells.append(f"{row.get('ensemble_spread', 0.0):.3g}")
+        if "domain" in header:
+            cells.append(f"{row['domain_score']:.3g}"
+                         + ("" if row["in_domain"] else " OUTSIDE DOMAIN"))
+        if row["outside_physical_range"]:
+            cells.append(f"(raw {row.get('raw_prediction', row['prediction']):.4g}: "
+                         "outside the physical range)")
+        out.print("\t".join(cells))
+    if sentence:
+        out.print(f"# {sentence}")
+    outside = sum(1 for r in rows if r.get("in_domain") is False)
+    if outside:
+        out.print(f"# {outside} of {len(rows)} structures are outside the model's applicability "
+                  "domain (farther from its training data than 95 % of its validation "
+                  "structures): treat their predictions as extrapolations")
+    if csv_path is not None:
+        out.print(f"# rows written to {csv_path}")

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from moma.uncertainty.ranges import PhysicalRange
 from moma_client.cli.common import out
 
 
@@ -31,8 +32,8 @@ def print_trust_summary(extra: dict[str, Any], metrics: dict[str, float]) -> Non
     rng = extra.get("physical_range")
     if rng:
         action = "clipped to it" if extra.get("range_policy", "clip") == "clip" else "flagged"
-        out.print(f"  physical range [{rng['low']}, {rng['high']}] ({escape(str(rng['why']))}): "
-                  f"predictions outside are {action}")
+        described = escape(PhysicalRange.from_json(rng).describe())
+        out.print(f"  physical range {described}: predictions outside are {action}")
     if "data_fingerprint" in extra:
         fp = extra["data_fingerprint"]
         out.print(f"  data fingerprint published: {fp['n_items']} structures, salted Bloom "

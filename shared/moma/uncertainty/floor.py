@@ -28,16 +28,16 @@ def floor_maes(train_y: ArrayLike, y: ArrayLike) -> dict[str, float]:
 
 
 def floor_flags(split: str, mae: float, floors: dict[str, float], unit: str = "") -> list[str]:
-    """One sentence per floor predictor the model does not clearly beat on ``split``."""
-    flags = []
+    """One sentence for ``split`` when the model does not clearly beat a floor predictor."""
     unit_s = f" {unit}" if unit else ""
-    for name, label in (("train_median", "train-median"), ("train_mean", "train-mean")):
-        floor = floors.get(name, float("nan"))
-        if np.isfinite(floor) and not mae < (1.0 - CLEAR_MARGIN) * floor:
-            flags.append(f"{split} MAE {mae:.4g}{unit_s} is not clearly below the {label} "
-                         f"predictor's {floor:.4g}{unit_s}: this model is no better than "
-                         "predicting a constant")
-    return flags
+    failed = [f"the {label} predictor's {floors[name]:.4g}"
+              for name, label in (("train_median", "train-median"), ("train_mean", "train-mean"))
+              if np.isfinite(floors.get(name, float("nan")))
+              and not mae < (1.0 - CLEAR_MARGIN) * floors[name]]
+    if not failed:
+        return []
+    return [f"{split} MAE {mae:.4g}{unit_s} is not clearly below {' nor '.join(failed)}: "
+            "this model is no better than predicting a constant"]
 
 
 def floor_report(train_y: ArrayLike, val_y: ArrayLike, val_mae: float,

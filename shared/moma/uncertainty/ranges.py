@@ -112,11 +112,12 @@ class RangeOutcome:
     def count(self) -> int:
         return int(self.outside.sum())
 
-    def sentence(self, rng: PhysicalRange, unit: str = "") -> str:
-        unit_s = f" {unit}" if unit else ""
+    def sentence(self, rng: PhysicalRange) -> str:
+        if not self.count:
+            return f"no prediction fell outside the physical range {rng.describe()}"
         done = "clipped to it" if self.policy == "clip" else "kept and flagged"
         return (f"{self.count} of {self.values.size} predictions fell outside the physical range "
-                f"{rng.describe()}{unit_s}: {done}")
+                f"{rng.describe()}: {done}")
 
 
 def apply_range(predictions: ArrayLike, rng: PhysicalRange | None,
