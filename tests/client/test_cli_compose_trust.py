@@ -3,7 +3,6 @@ choice consistent with its numbers, intervals and ranges in the report and in pr
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from moma.modules.store import list_modules
 from moma.paths import downstream_task_path, shared_dir
 from moma_client.cli.app import main
+from tests.conftest import load_raw, to_structure
 
 TASK = "jarvis_2d_eform"
 TASK_FILE = str(downstream_task_path(TASK))
@@ -56,7 +56,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory, moe18: Path) -> dict[str, Pa
     _train(["--data", TASK_FILE, *common, "--max-train", "32", "--out", str(folder / "same")])
     shutil.copytree(folder / "castelli_eform", folder / "copy_of_castelli_eform")
     # a lab trained on 40 training and 30 test crystals of the task, under another task name
-    raw = json.loads(gzip.open(TASK_FILE).read())
+    raw = load_raw(TASK)
     split = raw["splits"]["seed0"]
     leaked = [raw["records"][i] for i in split["train"][:40] + split["test"][:30]]
     leaky_file = root / "leaky.json"
@@ -124,16 +124,14 @@ def test_guard_keeps_the_lower_validation_mae_and_predict_shows_uncertainty(
     assert f"guard: kept {guard['baseline'] if guard['kept'] == 'baseline' else ''}" \
         in guard["sentence"]
     unc = report["uncertainty"]
-    assert unc["conformal"]["coverage"] == 0.9 and unc["conformal"]["n_calibration"] == report["n_val"]
+    assert unc["conformal"]["coverage"] == 0.9
+    assert unc["conformal"]["n_calibration"] == report["n_val"]
     assert 0.0 <= unc["test_coverage"] <= 1.0
     assert report["metrics"]["test_coverage"] == unc["test_coverage"]
     curve = json.loads((out / "module" / "learning_curve.json").read_text())
     assert [c["label"] for c in curve["curves"]][-1] == f"guard: {guard['baseline']}"
     cif = tmp_path / "x.cif"
-    raw = json.loads(gzip.open(TASK_FILE).read())
-    from tests.conftest import to_structure
-
-    to_structure(raw["records"][0]).to(filename=str(cif))
+    to_structure(load_raw(TASK)["records"][0]).to(filename=str(cif))
     csv_path = tmp_path / "p.csv"
     code, stdout = cli(["predict", "--module", str(out / "module"), str(cif), "--csv",
                         str(csv_path), "--json"], capsys)
