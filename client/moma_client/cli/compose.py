@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
+from rich.progress import Progress, TaskID
 
-from moma.amc.compose import ComposeOptions
-from moma.amc.pipeline import run_compose
-from moma.amc.screening import Screening, owner_keys, screen_candidates
-from moma.atomic_io import write_json
-from moma.backbones.registry import get_backbone
-from moma.data.readers import load_dataset
-from moma.data.units import with_units
-from moma.errors import MomaError
-from moma.modules.store import load_module
-from moma.training.loop import EpochStats, TrainConfig
-from moma.training.run import prepare
-from moma.uncertainty.conformal import check_coverage
-from moma.uncertainty.ranges import apply_range, parse_range
+from moma.amc.registry import HEADS, KINDS, KNN_LAYERS, help_text, merges, strategies
 from moma_client.cli.common import err, out, print_json, progress
 from moma_client.cli.hub_options import (
     Ca,
@@ -29,8 +19,12 @@ from moma_client.cli.hub_options import (
     Insecure,
     hub_candidate_folders,
 )
+from moma_client.cli.plain_progress import PlainProgress
 from moma_client.cli.trust_output import print_compose_trust
-from moma_client.hub.cache import default_cache
+
+if TYPE_CHECKING:
+    from moma.data.records import Dataset
+    from moma.training.loop import EpochStats
 
 
 def compose(
@@ -48,12 +42,12 @@ def compose(
     backbone: Annotated[str, typer.Option(help="cgcnn or chgnet.")] = "cgcnn",
     split: Annotated[str, typer.Option(help="Published split (seed0..seed4) or 'random'.")] = "seed0",
     train_size: Annotated[int | None, typer.Option(help="Few-shot: use N training structures.")] = None,
-    strategy: Annotated[str, typer.Option(help="amc, select-average, all-average, random, backbone-ft or scratch.")] = "amc",
-    merge: Annotated[str, typer.Option(help="auto, average (shared base only), top1 or ensemble.")] = "auto",
-    kind: Annotated[str, typer.Option(help="full or adapter modules.")] = "full",
-    head: Annotated[str, typer.Option(help="fresh (a new head, the paper's) or inherit (the composed head, refitted by an affine map to the target).")] = "fresh",
+    strategy: Annotated[str, typer.Option(click_type=click.Choice(list(strategies())), help=help_text(strategies()))] = "amc",
+    merge: Annotated[str, typer.Option(click_type=click.Choice(list(merges())), help=help_text(merges()))] = "auto",
+    kind: Annotated[str, typer.Option(click_type=click.Choice(list(KINDS)), help=help_text(KINDS))] = "full",
+    head: Annotated[str, typer.Option(click_type=click.Choice(list(HEADS)), help=help_text(HEADS))] = "fresh",
     k: Annotated[int, typer.Option(help="Neighbours of the kNN proxy.")] = 5,
-    knn_layer: Annotated[str, typer.Option(help="What feeds the kNN: pooled (crystal embedding) or head (input of the head's output layer).")] = "pooled",
+    knn_layer: Annotated[str, typer.Option(click_type=click.Choice(list(KNN_LAYERS)), help="What feeds the kNN proxy: " + help_text(KNN_LAYERS))] = "pooled",
     threshold: Annotated[float, typer.Option(help="Drop modules below this weight.")] = 1e-3,
     solver: Annotated[str, typer.Option(help="cvxpy solver for the weights.")] = "CLARABEL",
     base_module: Annotated[Path | None, typer.Option(help="Base module for backbone-ft (CGCNN).")] = None,
@@ -68,65 +62,41 @@ def compose(
     guard: Annotated[bool, typer.Option("--guard/--no-guard", help="Also fine-tune the plain base (or the best single module) and keep the start with the lower validation MAE; --no-guard saves that time.")] = True,
     coverage: Annotated[float, typer.Option(help="Coverage of the prediction intervals (split conformal on validation).")] = 0.9,
     value_range: Annotated[str | None, typer.Option("--range", help="Physical range LOW:HIGH of the property (known tasks declare theirs), e.g. 0:")] = None,
-    range_policy: Annotated[str, typer.Option(help="Predictions outside the range: clip or flag.")] = "clip",
-    overlap: Annotated[str, typer.Option(help="Candidates whose data fingerprint matches your validation/test structures: exclude or flag.")] = "exclude",
+    range_policy: Annotated[str, typer.Option(click_type=click.Choice(["clip", "flag"]), help="Predictions outside the range: clip or flag.")] = "clip",
+    overlap: Annotated[str, typer.Option(click_type=click.Choice(["exclude", "flag"]), help="Candidates whose data fingerprint matches your validation/test structures: exclude or flag.")] = "exclude",
     unit: Annotated[str | None, typer.Option(help="Unit of the target (default: the data's).")] = None,
     prop: Annotated[str | None, typer.Option("--property", help="Property name (default: the data's target).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Compose modules for a dataset: AMC weights, merge, fine-tune, report (all local)."""
-    net = get_backbone(backbone)
-    check_coverage(coverage)
-    apply_range([], None, range_policy)  # unknown policies fail before any work
-    physical_range = parse_range(value_range) if value_range else None
-    dataset = load_dataset(data, task=task, target=target, skip_invalid=skip_invalid)
-    dataset, notice = with_units(dataset, unit=unit, prop=prop)
-    err.print(dataset.report.summary())
-    if notice:
-        err.print(notice)
-    needs_modules = strategy not in ("backbone-ft", "scratch")
-    folders = list(modules)
-    if hub and needs_modules:
-        folders += hub_candidate_folders(hub, hub_key, ca, client_cert, client_key, insecure,
-                                         backbone=backbone, kind=kind, exclude_task=dataset.name)
-    if needs_modules and not folders:
-        raise MomaError("compose needs candidate modules: pass --modules DIR and/or --hub ADDR")
-    options = ComposeOptions(
-        strategy=strategy, merge=merge, kind=kind, k=k, threshold=threshold, solver=solver,
-        head=head, knn_layer=knn_layer, guard=guard, coverage=coverage,
-        physical_range=physical_range, range_policy=range_policy,
+    from moma.api.compose import ComposeHooks, ComposeRequest, run
+    from moma.training.loop import TrainConfig
+    from moma_client.hub.cache import default_cache
+
+    request = ComposeRequest(
+        data=data, out=out_dir, candidates=list(modules), strategy=strategy, merge=merge,
+        kind=kind, head=head, backbone=backbone, task=task, target=target, split=split,
+        train_size=train_size, skip_invalid=skip_invalid, k=k, knn_layer=knn_layer,
+        threshold=threshold, solver=solver, base_module=base_module, seed=seed,
+        guard=guard, coverage=coverage, physical_range=value_range, range_policy=range_policy,
+        overlap=overlap, unit=unit, property=prop,
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
                           head_lr_factor=head_lr_factor, patience=patience, seed=seed,
                           device=device),
-        base_dirs=tuple(folders) + ((default_cache(),) if hub else ()),
-        base_module=load_module(base_module) if base_module else None,
     )
-    with progress() as bar:
-        feat = bar.add_task("graphs", total=len(dataset), info="")
-        prepared = prepare(dataset, net, split, seed=seed, skip_invalid=skip_invalid,
-                           on_progress=lambda d, t: bar.update(feat, completed=d, total=t))
-        screened = (screen_candidates(
-            folders, backbone=backbone, kind=kind, exclude_task=dataset.name,
-            held_out_keys=owner_keys(prepared.dataset, prepared.split), overlap_policy=overlap,
-            base_dirs=options.base_dirs) if needs_modules else Screening([]))
-        candidates = screened.modules
-        enc = bar.add_task("encoding", total=max(1, len(candidates)), info="")
-        tune = bar.add_task("fine-tune", total=epochs, info="")
-
-        def on_epoch(part: int, stats: EpochStats, improved: bool) -> None:
-            who = "guard" if part < 0 else f"part {part}"
-            bar.update(tune, completed=stats.epoch,
-                       info=f"{who} val MAE {stats.val_mae:.4g} {dataset.unit}"
-                            f"{'*' if improved else ''}")
-
-        result = run_compose(prepared, net, candidates, options, out_dir, seed=seed,
-                             train_size=train_size,
-                             on_module=lambda d, t: bar.update(enc, completed=d, total=t),
-                             on_epoch=on_epoch, skipped=screened.skipped)
-    if screened.flagged or screened.unchecked:
-        result.report["overlap_flagged"] = screened.flagged
-        result.report["overlap_unchecked"] = screened.unchecked
-        write_json(out_dir / "report.json", result.report)
+    bars = ComposeBars(epochs)
+    hooks = ComposeHooks(
+        on_dataset=bars.dataset, on_notice=err.print,
+        more_candidates=(None if hub is None else lambda name: hub_candidate_folders(
+            hub, hub_key, ca, client_cert, client_key, insecure, backbone=backbone, kind=kind,
+            exclude_task=name)),
+        more_base_dirs=(default_cache(),) if hub else (),
+        on_featurize=bars.featurize, on_module=bars.module, on_epoch=bars.epoch,
+    )
+    try:
+        result = run(request, hooks)
+    finally:
+        bars.close()
     report = result.report
     if json_output:
         print_json(report)
@@ -145,3 +115,42 @@ def compose(
               f"{m['test_mae_train_median']:.4g})"
               + (" [FLAGGED: see above]" if report.get("flags") else ""))
     out.print(f"report: {out_dir / 'report.json'}")
+
+
+class ComposeBars:
+    """Progress bars for graphs, encoding and fine-tuning, drawn from the first update on (so
+    that nothing is drawn while arguments are checked or a hub is asked for candidates)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+        self.bar: Progress | PlainProgress | None = None
+        self.ids: dict[str, TaskID] = {}
+        self.unit = ""
+
+    def dataset(self, dataset: Dataset) -> None:
+        err.print(dataset.report.summary())
+        self.unit = dataset.unit
+
+    def _update(self, name: str, **fields: Any) -> None:
+        if self.bar is None:
+            self.bar = progress()
+            self.bar.start()
+            for stage, total in (("graphs", 1), ("encoding", 1), ("fine-tune", self.epochs)):
+                self.ids[stage] = self.bar.add_task(stage, total=total, info="")
+        self.bar.update(self.ids[name], **fields)
+
+    def featurize(self, done: int, total: int) -> None:
+        self._update("graphs", completed=done, total=total)
+
+    def module(self, done: int, total: int) -> None:
+        self._update("encoding", completed=done, total=total)
+
+    def epoch(self, part: int, stats: EpochStats, improved: bool) -> None:
+        who = "guard" if part < 0 else f"part {part}"
+        self._update("fine-tune", completed=stats.epoch,
+                     info=f"{who} val MAE {stats.val_mae:.4g} {self.unit}"
+                          f"{'*' if improved else ''}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -55,6 +55,12 @@ class PlainProgress:
                 if not task.done_printed and task.completed:
                     self._print(task_id, final=True)
 
+    def start(self) -> None:
+        """Nothing to draw: lines are printed as updates arrive."""
+
+    def stop(self) -> None:
+        self.__exit__(None, None, None)
+
     def add_task(self, description: str, total: float | None = None, **fields: Any) -> TaskID:
         task_id = TaskID(len(self.tasks))
         self.tasks[task_id] = _Task(description, total, info=str(fields.get("info", "")))

@@ -11,13 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from moma.atomic_io import write_bytes
-from moma.data.predict_inputs import read_prediction_inputs
-from moma.uncertainty.predict import predict_structures
 from moma_client.cli.common import out, print_json
-
-CSV_COLUMNS = ("id", "prediction", "lower", "upper", "unit", "true_value", "ensemble_spread",
-               "domain_score", "in_domain", "outside_physical_range", "raw_prediction")
 
 
 def predict(
@@ -30,13 +24,17 @@ def predict(
     json_output: Annotated[bool, typer.Option("--json", help="Print predictions as JSON.")] = False,
 ) -> None:
     """Predict each structure's property with MODULE (target units from its card)."""
-    inputs = read_prediction_inputs(files, target)
-    result = predict_structures(module, inputs, base_dirs=base_dir or [], device=device)
+    from moma.api.predict import load
+    from moma.atomic_io import write_bytes
+    from moma.uncertainty.table import COLUMNS
+
+    model = load(module, base_dirs=base_dir or [], device=device)
+    result = model.predict_table(files, target)
     rows = result.rows()
     card = result.card
     if csv_path is not None:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         write_bytes(csv_path, buffer.getvalue().encode("utf-8"))
@@ -45,10 +43,7 @@ def predict(
     if json_output:
         print_json({"module": card.name, "module_ids": result.module_ids,
                     "property": card.property, "unit": card.unit, "predictions": rows,
-                    "interval_coverage": conformal.coverage if conformal else None,
-                    "physical_range": sentence,
-                    "domain_threshold": (result.calibration.domain.threshold
-                                         if result.calibration.domain else None)})
+                    **result.summary()})
         return
     level = f"{conformal.coverage:.0%} interval" if conformal else "no interval (old card)"
     out.print(f"# {escape(card.property)} ({escape(card.unit)}) by {escape(card.name)}; "
@@ -74,7 +69,7 @@ def predict(
         out.print("\t".join(cells))
     if sentence:
         out.print(f"# {sentence}")
-    outside = sum(1 for r in rows if r.get("in_domain") is False)
+    outside = result.outside_domain()
     if outside:
         out.print(f"# {outside} of {len(rows)} structures are outside the model's applicability "
                   "domain (farther from its training data than 95 % of its validation "

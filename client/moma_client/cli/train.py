@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from moma.backbones.registry import get_backbone
-from moma.data.readers import load_dataset
-from moma.data.units import with_units
-from moma.modules.store import load_module
-from moma.training.loop import EpochStats, TrainConfig
-from moma.training.run import TrustOptions, prepare, train_module
-from moma.uncertainty.conformal import check_coverage
-from moma.uncertainty.floor import floor_flags
-from moma.uncertainty.ranges import apply_range, parse_range
 from moma_client.cli.common import err, out, print_json, progress
-from moma_client.cli.trust_output import print_trust_summary
+from moma_client.cli.trust_output import print_train_result
+
+if TYPE_CHECKING:
+    from moma.data.prepared import PreparedData
+    from moma.data.records import Dataset
+    from moma.training.loop import EpochStats
 
 
 def train(
@@ -45,67 +41,57 @@ def train(
     coverage: Annotated[float, typer.Option(help="Coverage of the prediction intervals (split conformal on validation).")] = 0.9,
     value_range: Annotated[str | None, typer.Option("--range", help="Physical range LOW:HIGH of the property (known tasks declare theirs), e.g. 0:")] = None,
     range_policy: Annotated[str, typer.Option(help="Predictions outside the range: clip or flag.")] = "clip",
-    publish_data_fingerprint: Annotated[bool, typer.Option(help="Put a salted fingerprint of the training structures on the card, so others can check overlap with their test data (see docs/hub.md for what it reveals).")] = False,
+    publish_data_fingerprint: Annotated[bool, typer.Option(help="Put a salted fingerprint of the training structures on the card, so others can check overlap with their test data (docs/hub.md says what it reveals).")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
     """Train a module; writes OUT/module.safetensors and OUT/card.json (metrics in target units)."""
-    net = get_backbone(backbone)
-    dataset = load_dataset(data, task=task, target=target, skip_invalid=skip_invalid)
-    init_module = load_module(init) if init is not None else None
-    dataset, notice = with_units(dataset, unit=unit, prop=prop,
-                                 parent_unit=init_module.card.unit if init_module else None)
-    trust = TrustOptions(coverage=check_coverage(coverage),
+    from moma.api.train import TrainHooks
+    from moma.api.train import train as train_api
+    from moma.training.loop import TrainConfig
+    from moma.training.run import TrustOptions
+    from moma.uncertainty.ranges import parse_range
+
+    trust = TrustOptions(coverage=coverage,
                          physical_range=parse_range(value_range) if value_range else None,
                          range_policy=range_policy,
                          publish_data_fingerprint=publish_data_fingerprint)
-    apply_range([], None, range_policy)  # an unknown policy fails here, before any work
-    err.print(dataset.report.summary())
-    if notice:
-        err.print(notice)
+    shown = {"unit": ""}
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
+                         head_lr_factor=head_lr_factor, patience=patience, loss=loss,
+                         seed=seed, device=device)
     with progress() as bar:
-        feat = bar.add_task("graphs", total=len(dataset), info="")
-        prepared = prepare(dataset, net, split, seed=seed, skip_invalid=skip_invalid,
-                           on_progress=lambda d, t: bar.update(feat, completed=d, total=t))
-        bar.update(feat, completed=len(dataset), info="cached" if prepared.cache_hit else "")
-        if max_train is not None and max_train < len(prepared.split["train"]):
-            import numpy as np
+        feat = bar.add_task("graphs", total=None, info="", visible=False)
+        epoch_bar = bar.add_task("epochs", total=epochs, info="", visible=False)
 
-            rng = np.random.default_rng(seed)
-            keep = sorted(rng.choice(prepared.split["train"], size=max_train, replace=False).tolist())
-            prepared.split = {**prepared.split, "train": keep}
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
-                             head_lr_factor=head_lr_factor, patience=patience, loss=loss,
-                             seed=seed, device=device)
-        task_id = bar.add_task("epochs", total=epochs, info="")
+        def on_featurize(done: int, total: int) -> None:
+            bar.update(feat, completed=done, total=total, visible=True)
+
+        def on_prepared(prepared: PreparedData) -> None:
+            n = len(prepared.dataset)
+            bar.update(feat, completed=n, total=n, visible=True,
+                       info="cached" if prepared.cache_hit else "")
+            bar.update(epoch_bar, visible=True)
 
         def on_epoch(stats: EpochStats, improved: bool) -> None:
             mark = "*" if improved else " "
-            bar.update(task_id, completed=stats.epoch,
+            bar.update(epoch_bar, completed=stats.epoch,
                        info=f"loss {stats.train_loss:.4f} val MAE {stats.val_mae:.4g} "
-                            f"{dataset.unit}{mark}")
+                            f"{shown['unit']}{mark}")
 
-        outcome = train_module(prepared, net, kind=kind, config=config, out=out_dir,
-                               init=init_module, name=name, on_epoch=on_epoch, trust=trust)
+        def on_dataset(dataset: Dataset) -> None:
+            err.print(dataset.report.summary())
+            shown["unit"] = dataset.unit
+
+        hooks = TrainHooks(on_dataset=on_dataset, on_featurize=on_featurize,
+                           on_prepared=on_prepared, on_epoch=on_epoch, on_notice=err.print)
+        outcome = train_api(data, out_dir, backbone=backbone, kind=kind, init=init, task=task,
+                            target=target, split=split, config=config, max_train=max_train,
+                            name=name, skip_invalid=skip_invalid, hooks=hooks, trust=trust,
+                            unit=unit, prop=prop)
     card = outcome.card
     if json_output:
         print_json(card.to_json())
         return
-    m = card.metrics
     out.print(f"module {card.name} ({card.kind}, {card.backbone}) -> {out_dir}")
     out.print(f"  id {card.module_id}")
-    out.print(f"  val MAE {m['val_mae']:.4g} {card.unit} (train-median predictor "
-              f"{m['val_mae_train_median']:.4g})")
-    flags = floor_flags("validation", m["val_mae"], {"train_median": m["val_mae_train_median"],
-                                                     "train_mean": m["val_mae_train_mean"]},
-                        card.unit)
-    if "test_mae" in m:
-        out.print(f"  test MAE {m['test_mae']:.4g} {card.unit} "
-                  f"(train-mean predictor {m['test_mae_train_mean']:.4g}, "
-                  f"train-median {m['test_mae_train_median']:.4g})")
-        flags += floor_flags("test", m["test_mae"], {"train_median": m["test_mae_train_median"],
-                                                     "train_mean": m["test_mae_train_mean"]},
-                             card.unit)
-    for flag in flags:
-        out.print(f"  FLAG: {flag}")
-    print_trust_summary(card.extra, m)
-    out.print(f"  learning curve: {out_dir / 'learning_curve.png'}")
+    print_train_result(card, out_dir)

@@ -7,12 +7,37 @@ string that came from a module card (names, tasks) is escaped before printing.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 
+from moma.modules.card import ModuleCard
+from moma.uncertainty.floor import floor_flags
 from moma.uncertainty.ranges import PhysicalRange
 from moma_client.cli.common import out
+
+
+def print_train_result(card: ModuleCard, folder: Path) -> None:
+    """A trained module's metrics beside the floor predictors, its flags and uncertainty."""
+    m = card.metrics
+    unit = card.unit
+    out.print(f"  val MAE {m['val_mae']:.4g} {escape(unit)} (train-median predictor "
+              f"{m.get('val_mae_train_median', float('nan')):.4g})")
+    flags = floor_flags("validation", m["val_mae"],
+                        {"train_median": m.get("val_mae_train_median", float("nan")),
+                         "train_mean": m.get("val_mae_train_mean", float("nan"))}, unit)
+    if "test_mae" in m:
+        out.print(f"  test MAE {m['test_mae']:.4g} {escape(unit)} "
+                  f"(train-mean predictor {m['test_mae_train_mean']:.4g}, "
+                  f"train-median {m['test_mae_train_median']:.4g})")
+        flags += floor_flags("test", m["test_mae"], {"train_median": m["test_mae_train_median"],
+                                                     "train_mean": m["test_mae_train_mean"]},
+                             unit)
+    for flag in flags:
+        out.print(f"  FLAG: {escape(flag)}")
+    print_trust_summary(card.extra, m)
+    out.print(f"  learning curve: {folder / 'learning_curve.png'}")
 
 
 def print_trust_summary(extra: dict[str, Any], metrics: dict[str, float]) -> None:

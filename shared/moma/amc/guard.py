@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from moma.backbones.base import Backbone, BackboneModel
+from moma.amc.plan import Start
+from moma.backbones.base import Backbone
 from moma.errors import ModuleFormatError
-
-StartModel = tuple[BackboneModel, float, list[dict[str, Any]], str]
 
 
 @dataclass
@@ -28,7 +27,7 @@ class GuardBaseline:
     """What the guard fine-tunes instead of the composition."""
 
     label: str
-    starts: list[StartModel]
+    starts: list[Start]
 
 
 @dataclass

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,26 +31,57 @@ from moma.amc.compose import (
 from moma.amc.guard import decide
 from moma.amc.head_refit import refit_head
 from moma.amc.plots import parity_png, weights_png
+from moma.amc.registry import get_strategy
 from moma.atomic_io import write_json
 from moma.backbones.base import Backbone
+from moma.data.prepared import PreparedData
 from moma.modules.card import ModuleCard, TargetNormalizer
 from moma.modules.ensemble import ENSEMBLE_FILE, ENSEMBLE_FORMAT
 from moma.modules.store import LoadedModule, save_module
 from moma.training.curve import write_learning_curve
 from moma.training.loop import EpochStats
 from moma.training.modeling import module_state
-from moma.training.run import PreparedData, baseline_maes, normalizer_for
+from moma.training.run import baseline_maes, normalizer_for
 from moma.uncertainty.calibration import Calibration
 from moma.uncertainty.conformal import empirical_coverage
 from moma.uncertainty.fit import calibrate_model, ranged
 from moma.uncertainty.floor import floor_report
 from moma.uncertainty.ranges import PhysicalRange, apply_range, range_for
 
+if TYPE_CHECKING:
+    from moma.api.predict import Model
+
 
 @dataclass
 class ComposeResult:
+    """A finished compose: its report (also in ``out/report.json``) and where the composed
+    module, ``weights.png`` and ``parity.png`` were written."""
+
     report: dict[str, Any]
     out: Path
+    base_dirs: tuple[Path, ...] = ()
+    """Where the composed module's base may be found (adapter compositions)."""
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Validation and test MAE beside the train-mean and train-median predictors."""
+        return dict(self.report["metrics"])
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Each composed module's weight, by module name."""
+        return {entry["name"]: entry["weight"] for entry in self.report["composed_from"]}
+
+    @property
+    def module_path(self) -> Path:
+        """The composed module folder (an ensemble folder for ``--merge ensemble``)."""
+        return Path(self.report["module"]["path"])
+
+    def model(self, device: str = "cpu") -> Model:
+        """The composed model, loaded and ready to predict (a :class:`moma.api.Model`)."""
+        from moma.api.predict import load
+
+        return load(self.module_path, base_dirs=self.base_dirs, device=device)
 
 
 def subsample_train(train_idx: list[int], size: int | None, seed: int) -> list[int]:
@@ -76,13 +107,13 @@ def run_compose(
     train_size: int | None = None,
     on_module: Callable[[int, int], None] | None = None,
     on_epoch: Callable[[int, EpochStats, bool], None] | None = None,
-    skipped: Sequence[dict[str, Any]] = (),
+    screening: dict[str, Any] | None = None,
 ) -> ComposeResult:
     """Compose for ``data``'s training split and write the report, module and figures to ``out``.
 
     ``on_epoch(part, stats, improved)`` receives the validation MAE in target units; ``part`` is
-    -1 for the guard's baseline. ``skipped`` lists candidates left out before this call (with
-    their reasons), for the report.
+    -1 for the guard's baseline. ``screening`` (:meth:`moma.amc.screening.Screening.report_json`)
+    lists the candidates left out before this call with their reasons, for the report.
     """
     clock: dict[str, float] = {"featurize_s": data.featurize_seconds}
     targets = data.dataset.targets
@@ -141,7 +172,7 @@ def run_compose(
             guard_json = decision.to_json(ds.unit)
             if decision.kept == "baseline":
                 parts = guard_parts
-    elif options.strategy not in ("backbone-ft", "scratch"):
+    elif get_strategy(options.strategy).needs_modules:
         guard_json["why_not"] = "--no-guard: the composition was not compared with its baseline"
 
     out.mkdir(parents=True, exist_ok=True)
@@ -198,7 +229,8 @@ def run_compose(
         "candidates": selection_json or [
             {"name": m.card.name, "module_id": m.module_id, "task": m.card.task}
             for m in candidates],
-        "skipped": list(skipped),
+        "skipped": [],
+        **(screening or {}),
         "composed_from": [{"name": m.card.name, "module_id": m.module_id, "weight": float(w)}
                           for m, w in zip(chosen.modules, chosen.weights, strict=True)],
         "ensemble_proxy_mae": (chosen.selection.ensemble_proxy_mae
@@ -227,11 +259,11 @@ def run_compose(
     parity_png(out / "parity.png", test_y, test_pred, ds.unit,
                f"{ds.name}: {options.strategy}/{chosen.merge}"
                + (" (guard kept the baseline)" if kept == "baseline" else ""))
-    return ComposeResult(report, out)
+    return ComposeResult(report, out, tuple(Path(d) for d in options.base_dirs))
 
 
 def _composed_label(options: ComposeOptions, merge: str) -> str:
-    if options.strategy in ("backbone-ft", "scratch"):
+    if not get_strategy(options.strategy).needs_modules:
         return options.strategy
     return f"the {options.strategy} composition ({merge})"
 

@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from moma.amc.selection import _same_task
+from moma.amc.leakage import leaks
 from moma.backbones.registry import get_backbone
 from moma.data.records import Dataset
 from moma.data_overlap.canonical import canonical_form
 from moma.data_overlap.fingerprint import DataFingerprint, overlap
 from moma.errors import MomaError
 from moma.modules.card import ModuleCard
+from moma.modules.loading import find_base
 from moma.modules.store import LoadedModule, list_modules, load_module
-from moma.training.modeling import find_base
 
 OVERLAP_POLICIES = ("exclude", "flag")
 
@@ -40,6 +40,11 @@ class Screening:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     flagged: list[dict[str, Any]] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
+
+    def report_json(self) -> dict[str, Any]:
+        """The report's entries: skipped (with reasons), flagged, unchecked for overlap."""
+        return {"skipped": self.skipped, "overlap_flagged": self.flagged,
+                "overlap_unchecked": self.unchecked}
 
 
 def owner_keys(dataset: Dataset, split: dict[str, list[int]],
@@ -56,13 +61,12 @@ def _entry(card: ModuleCard, path: Path, reason: str, why: str) -> dict[str, Any
 
 
 def screen_candidates(folders: Sequence[Path], *, backbone: str, kind: str,
-                      exclude_task: str | None = None, held_out_keys: Sequence[str] = (),
-                      overlap_policy: str = "exclude",
-                      base_dirs: Sequence[Path] = ()) -> Screening:
-    """Load the usable candidates below ``folders``; every other module gets a reason."""
-    if overlap_policy not in OVERLAP_POLICIES:
-        raise MomaError(f"unknown overlap policy {overlap_policy!r}; choose "
-                        + " or ".join(OVERLAP_POLICIES))
+                      exclude_task: str | None = None, exclude_tasks: Sequence[str] = (),
+                      base_dirs: Sequence[Path] = (),
+                      given: Sequence[LoadedModule] = ()) -> Screening:
+    """Load the usable candidates below ``folders`` (plus ``given`` ones); every other module
+    gets a reason. The data-overlap check follows, once the split is known
+    (:func:`screen_overlap`)."""
     result = Screening([])
     seen: dict[str, str] = {}
     bases: dict[str, bool] = {}
@@ -74,7 +78,7 @@ def screen_candidates(folders: Sequence[Path], *, backbone: str, kind: str,
                                          f"the same module as {seen[key]}"))
             continue
         seen[key] = str(path)
-        why = _static_reason(card, backbone, kind, exclude_task)
+        why = _static_reason(card, backbone, kind, [exclude_task, *exclude_tasks])
         if why is not None:
             result.skipped.append(_entry(card, path, *why))
             continue
@@ -84,27 +88,50 @@ def screen_candidates(folders: Sequence[Path], *, backbone: str, kind: str,
                 f"its base weights {card.base_sha256[:12]}… are not in the candidate folders "
                 "or the backbone (pass the folder holding them with --modules)"))
             continue
-        verdict = _overlap_reason(card, held_out_keys)
-        if verdict is not None:
-            entry = _entry(card, path, *verdict)
-            if overlap_policy == "exclude" or verdict[0] != "overlapping data":
-                result.skipped.append(entry)
-                continue
-            result.flagged.append(entry)
-        elif held_out_keys and "data_fingerprint" not in card.extra:
-            result.unchecked.append(card.name)
         result.modules.append(load_module(path))
-    if not result.modules:
-        listed_reasons = "; ".join(f"{e['name']}: {e['reason']}" for e in result.skipped[:5])
-        raise MomaError(
-            f"no usable {kind} {backbone} modules in {', '.join(map(str, folders))}"
-            + (f" ({listed_reasons})" if listed_reasons else "")
-            + "; train or import some first (moma-client train / modules import-moe18)")
+    result.modules += [m for m in given if m.module_id not in seen]
+    _require_some(result, folders, backbone, kind)
     return result
 
 
+def screen_overlap(screening: Screening, held_out_keys: Sequence[str],
+                   policy: str = "exclude") -> Screening:
+    """Test every candidate's published fingerprint against the owner's held-out structures;
+    overlapping ones are excluded (or kept and flagged), unpublished ones named as unchecked."""
+    if policy not in OVERLAP_POLICIES:
+        raise MomaError(f"unknown overlap policy {policy!r}; choose "
+                        + " or ".join(OVERLAP_POLICIES))
+    kept: list[LoadedModule] = []
+    for module in screening.modules:
+        card = module.card
+        verdict = _overlap_reason(card, held_out_keys)
+        if verdict is not None:
+            entry = _entry(card, module.path, *verdict)
+            if policy == "exclude" or verdict[0] != "overlapping data":
+                screening.skipped.append(entry)
+                continue
+            screening.flagged.append(entry)
+        elif held_out_keys and "data_fingerprint" not in card.extra:
+            screening.unchecked.append(card.name)
+        kept.append(module)
+    screening.modules = kept
+    _require_some(screening, [], "", "")
+    return screening
+
+
+def _require_some(result: Screening, folders: Sequence[Path], backbone: str, kind: str) -> None:
+    if result.modules:
+        return
+    reasons = "; ".join(f"{e['name']}: {e['reason']}" for e in result.skipped[:5])
+    where = f" in {', '.join(map(str, folders))}" if folders else ""
+    raise MomaError(
+        f"no usable {kind + ' ' if kind else ''}{backbone + ' ' if backbone else ''}modules"
+        f"{where}" + (f" ({reasons})" if reasons else "")
+        + "; train or import some first (moma-client train / modules import-moe18)")
+
+
 def _static_reason(card: ModuleCard, backbone: str, kind: str,
-                   exclude_task: str | None) -> tuple[str, str] | None:
+                   excluded: Sequence[str | None]) -> tuple[str, str] | None:
     if card.backbone != backbone:
         return "other backbone", (f"a {card.backbone} module; this compose uses {backbone} "
                                   f"(pass --backbone {card.backbone} to use it)")
@@ -112,9 +139,9 @@ def _static_reason(card: ModuleCard, backbone: str, kind: str,
         return "other kind", (f"an {card.kind} module; this compose uses --kind {kind}"
                               if card.kind == "adapter" else
                               f"a {card.kind} module; this compose uses --kind {kind}")
-    if exclude_task and _same_task(card.task, exclude_task):
-        return "same task", (f"trained on {card.task}, the task being composed: its labels "
-                             "would leak into the selection")
+    if leaks(card.task, excluded):
+        return "same task", (f"trained on {card.task}, the task being composed (or one held "
+                             "out): its labels would leak into the selection")
     return None
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pymatgen.core import Structure
 
-from moma.data.readers import _structure_from_atoms
+from moma.data.readers import structure_from_atoms
 from moma.data.structure_files import file_stem, read_json_file, read_structures
 from moma.data.validate import RecordProblem, one_line
 from moma.errors import DataError
@@ -87,7 +87,7 @@ def _extxyz(path: Path, target: str) -> list[PredictInput]:
     for index, atoms in enumerate(frames):
         frame_id = f"{stem}:{atoms.info.get('id', index)}"
         try:
-            structure = _structure_from_atoms(atoms)
+            structure = structure_from_atoms(atoms)
         except RecordProblem as problem:
             raise DataError(f"{path}: frame {index}: {problem}; fix or remove it") from None
         out.append(PredictInput(frame_id, structure, _number(atoms.info.get(target))))
