@@ -140,5 +140,5 @@ def test_guard_keeps_the_lower_validation_mae_and_predict_shows_uncertainty(
     assert row["upper"] - row["prediction"] == pytest.approx(unc["conformal"]["half_width"])
     assert row["domain_score"] >= 0 and isinstance(row["in_domain"], bool)
     header = csv_path.read_text().splitlines()[0].split(",")
-    assert header[:4] == ["id", "prediction", "lower", "upper"]
+    assert header[:5] == ["id", "prediction", "unit", "lower", "upper"]
     assert np.isfinite(float(csv_path.read_text().splitlines()[1].split(",")[1]))

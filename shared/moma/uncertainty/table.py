@@ -2,8 +2,8 @@
 
 :meth:`moma.api.predict.Model.predict_table` fills it; ``moma-client predict`` prints it (text,
 JSON, CSV) and :meth:`Model.predict` returns it as a pandas DataFrame. Columns: ``id``,
-``prediction`` (after the physical-range policy), ``lower``/``upper`` (the conformal
-interval), ``unit``, ``true_value`` (where the input had one), ``ensemble_spread``
+``prediction`` (after the physical-range policy), ``unit``, ``lower``/``upper`` (the conformal
+interval), ``true_value`` (where the input had one), ``ensemble_spread``
 (ensembles), ``domain_score``/``in_domain`` (where the model has a domain file),
 ``outside_physical_range`` and ``raw_prediction`` (the value before clipping).
 """
@@ -16,7 +16,7 @@ from typing import Any
 from moma.modules.card import ModuleCard
 from moma.uncertainty.calibration import Annotated, Calibration
 
-COLUMNS = ("id", "prediction", "lower", "upper", "unit", "true_value", "ensemble_spread",
+COLUMNS = ("id", "prediction", "unit", "lower", "upper", "true_value", "ensemble_spread",
            "domain_score", "in_domain", "outside_physical_range", "raw_prediction")
 
 
