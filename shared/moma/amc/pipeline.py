@@ -39,7 +39,7 @@ from moma.modules.card import ModuleCard, TargetNormalizer
 from moma.modules.ensemble import ENSEMBLE_FILE, ENSEMBLE_FORMAT
 from moma.modules.store import LoadedModule, save_module
 from moma.training.curve import write_learning_curve
-from moma.training.loop import EpochStats
+from moma.training.loop import EpochStats, embed_graphs
 from moma.training.modeling import module_state
 from moma.training.run import baseline_maes, normalizer_for
 from moma.uncertainty.calibration import Calibration
@@ -198,6 +198,11 @@ def run_compose(
     metrics["val_mae_train_mean"] = floors["val"]["train_mean"]
     metrics["val_mae_train_median"] = floors["val"]["train_median"]
     uncertainty = _uncertainty_json(calibration, test_y, test_pred, test_raw, physical_range)
+    if calibration.domain is not None and len(test_y):
+        lead = max(parts, key=lambda p: p.weight).model
+        scores = calibration.domain.score(embed_graphs(backbone, lead, test_g,
+                                                       device=config.device))
+        uncertainty.update(domain_on_test(calibration.domain.outside(scores), test_y, test_pred))
     if len(test_y):
         metrics["test_coverage"] = uncertainty["test_coverage"]
     card_base = {
@@ -304,6 +309,16 @@ def _uncertainty_json(calibration: Calibration, test_y: np.ndarray, test_pred: n
     if physical_range is not None:
         out["range_sentence"] = outcome.sentence(physical_range)
     return out
+
+
+def domain_on_test(outside: np.ndarray, test_y: np.ndarray,
+                   test_pred: np.ndarray) -> dict[str, Any]:
+    """How many test structures the domain flags, and the test MAE inside and outside it (the
+    check that the flag means something: flagged structures should be predicted worse)."""
+    errors = np.abs(test_pred - test_y)
+    return {"test_outside_domain": int(outside.sum()),
+            "test_mae_in_domain": float(errors[~outside].mean()) if (~outside).any() else None,
+            "test_mae_outside_domain": float(errors[outside].mean()) if outside.any() else None}
 
 
 def _save_parts(folder: Path, parts: Sequence[Part], card_base: dict[str, Any],
