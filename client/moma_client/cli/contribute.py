@@ -53,6 +53,9 @@ def contribute(
     skip_invalid: Annotated[bool, typer.Option()] = False,
     max_train: Annotated[int | None, typer.Option(help="Training: at most N training records.")] = None,
     name: Annotated[str | None, typer.Option(help="Training: module name for the card.")] = None,
+    unit: Annotated[str | None, typer.Option(help="Training: unit of the target (default: the data's, else the --init module's).")] = None,
+    prop: Annotated[str | None, typer.Option("--property", help="Training: property name for the card.")] = None,
+    publish_data_fingerprint: Annotated[bool, typer.Option(help="Training: put a salted fingerprint of the training structures on the card, so downstream owners can check overlap with their test data (docs/hub.md says what it reveals).")] = False,
     hub_key: HubKey = None,
     ca: Ca = None,
     client_cert: ClientCert = None,
@@ -77,6 +80,8 @@ def contribute(
                             batch_size=batch_size, lr=lr, head_lr_factor=head_lr_factor,
                             patience=patience, loss=loss, seed=seed, device=device,
                             skip_invalid=skip_invalid, max_train=max_train, name=name,
+                            unit=unit, prop=prop,
+                            publish_data_fingerprint=publish_data_fingerprint,
                             json_output=False)
         module = out_dir
     assert module is not None
