@@ -162,6 +162,13 @@ def guard_baseline(backbone: Backbone, the_plan: Plan, candidates: Sequence[Load
             model = with_state(backbone, state, options.kind, None)
             return GuardBaseline(f"the fine-tuned base ({base[:12]})",
                                  [Start(model, 1.0, [], base)]), ""
+    explicit = _explicit_base(backbone, options)
+    if explicit is not None:  # --base-module, or the backbone's pretrained weights
+        state, base, label = explicit
+        if not (same_start and single is not None and options.kind == "full"
+                and single.module_id == base):
+            model = with_state(backbone, state, options.kind, None)
+            return GuardBaseline(label, [Start(model, 1.0, [], base)]), ""
     pool = the_plan.selection.modules if the_plan.selection else list(candidates)
     proxy = the_plan.selection.proxy_mae if the_plan.selection else None
     best = pool[best_single_index(proxy, len(pool))]
@@ -172,6 +179,20 @@ def guard_baseline(backbone: Backbone, the_plan: Plan, candidates: Sequence[Load
     parent = [{"module_id": best.module_id, "name": best.card.name, "weight": 1.0}]
     return GuardBaseline(f"the best single module {best.card.name}",
                          [Start(model, 1.0, parent, module_base(best, options.kind))]), ""
+
+
+def _explicit_base(backbone: Backbone, options: ComposeOptions
+                   ) -> tuple[dict[str, Any], str, str] | None:
+    """The base a user named (``--base-module``) or the backbone ships, with a label."""
+    if options.base_module is not None:
+        module = options.base_module
+        return (module.state, module.module_id,
+                f"the fine-tuned base module {module.card.name} ({module.module_id[:12]})")
+    pretrained = backbone.pretrained_base()
+    if pretrained is not None:
+        return (pretrained[0], pretrained[1],
+                f"the fine-tuned pretrained {backbone.name} ({pretrained[1][:12]})")
+    return None
 
 
 def _find_base_state(backbone: Backbone, base: str, modules: Sequence[LoadedModule],
