@@ -43,13 +43,8 @@ def print_train_result(card: ModuleCard, folder: Path) -> None:
 def print_trust_summary(extra: dict[str, Any], metrics: dict[str, float]) -> None:
     """Intervals, domain, range and fingerprint of a trained module (from its card)."""
     unc = extra.get("uncertainty") or {}
-    conformal = unc.get("conformal")
-    if conformal:
-        cov = metrics.get("test_coverage")
-        measured = f"; measured on test: {cov:.0%}" if cov is not None else ""
-        out.print(f"  {conformal['coverage']:.0%} interval: prediction ± "
-                  f"{conformal['half_width']:.4g} (split conformal on "
-                  f"{conformal['n_calibration']} validation structures{measured})")
+    if unc.get("conformal"):
+        out.print("  " + interval_sentence(unc["conformal"], metrics.get("test_coverage")))
     domain = unc.get("domain")
     if domain:
         out.print(f"  applicability domain: flagged above score {domain['threshold']:.4g} "
@@ -84,15 +79,19 @@ def print_compose_trust(report: dict[str, Any]) -> None:
     elif guard.get("why_not"):
         out.print(f"guard: not run ({escape(guard['why_not'])})")
     unc = report.get("uncertainty") or {}
-    conformal = unc.get("conformal")
-    unit = report.get("unit", "")
-    if conformal:
-        cov = unc.get("test_coverage")
-        measured = f", {cov:.0%} of test structures inside" if cov is not None else ""
-        out.print(f"{conformal['coverage']:.0%} intervals: prediction ± "
-                  f"{conformal['half_width']:.4g} {unit} (from {conformal['n_calibration']} "
-                  f"validation residuals{measured})")
+    if unc.get("conformal"):
+        out.print(interval_sentence(unc["conformal"], unc.get("test_coverage"),
+                                    report.get("unit", "")))
     if unc.get("range_sentence"):
-        out.print(f"test: {unc['range_sentence']}")
+        out.print(f"test: {escape(unc['range_sentence'])}")
     for flag in report.get("flags", []):
-        out.print(f"FLAG: {flag}")
+        out.print(f"FLAG: {escape(flag)}")
+
+
+def interval_sentence(conformal: dict[str, Any], coverage: float | None, unit: str = "") -> str:
+    """``90 % intervals: prediction ± w UNIT (from n validation residuals, c% of test inside)``."""
+    measured = f", {coverage:.0%} of test structures inside" if coverage is not None else ""
+    unit_s = f" {escape(unit)}" if unit else ""
+    return (f"{conformal['coverage']:.0%} intervals: prediction ± {conformal['half_width']:.4g}"
+            f"{unit_s} (split conformal, from {conformal['n_calibration']} validation "
+            f"residuals{measured})")
