@@ -62,7 +62,7 @@ def test_amc_on_separate_bases_reports_weights_and_picks_top1(
     report = json.loads(stdout)
     assert report == json.loads((out / "report.json").read_text())
     assert report["strategy"] == "amc" and report["merge"] == "top1"
-    assert "do not share a base" in report["merge_reason"]
+    assert "trained from different bases" in report["merge_reason"]
     weights = np.array([c["weight"] for c in report["candidates"]])
     assert len(weights) == 4 and np.all(weights >= -1e-9) and abs(weights.sum() - 1) < 1e-6
     proxies = {c["name"]: c["proxy_mae"] for c in report["candidates"]}

@@ -23,7 +23,10 @@ def test_python_md_example_composes_and_predicts_a_dataframe() -> None:
     result = namespace["result"]
     table = namespace["table"]
     assert isinstance(table, pd.DataFrame)
-    assert list(table.columns) == ["id", "prediction", "unit"]
+    assert list(table.columns)[:5] == ["id", "prediction", "unit", "lower", "upper"]
+    assert {"domain_score", "in_domain", "outside_physical_range"} <= set(table.columns)
+    assert np.all(table["lower"] <= table["prediction"])
+    assert np.all(table["prediction"] <= table["upper"])
     assert list(table["id"]) == ["NaCl", "MgO"]
     assert set(table["unit"]) == {"formation energy, eV/atom"}
     assert np.all(np.isfinite(table["prediction"]))

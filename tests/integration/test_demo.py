@@ -36,6 +36,11 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     metrics = report["metrics"]
     assert metrics["test_mae"] < 0.5 * metrics["test_mae_train_mean"]
     assert f"test MAE {metrics['test_mae']:.4g}" in said
+    # the guard's choice (composition or fine-tuned base, by validation MAE) is shown
+    guard, flat = report["guard"], " ".join(said.split())
+    assert (guard["sentence"] if guard["ran"] else f"guard: not run ({guard['why_not']})") in flat
+    if guard["ran"]:
+        assert metrics["val_mae"] == min(guard["composed_val_mae"], guard["baseline_val_mae"])
     # the hub's audit log holds every submission and approval
     audit = [line for line in said.splitlines() if "module.submit" in line]
     assert len(audit) == 3

@@ -174,3 +174,30 @@ def test_cache_heals_altered_copies_and_resumes_partial_downloads(world: World) 
     assert not (module_cache() / module_id).exists() and not part.exists()
     ok("modules", "pull", module_id, *world.hub_args)
     assert cached.read_bytes() == data
+
+
+def test_id_prefixes_resolve_and_pull_copies_to_a_folder(world: World, tmp_path: Path) -> None:
+    """A unique prefix stands for the module (and the CLI says which); too short, unknown or
+    ambiguous prefixes are one-line errors; ``pull --out`` leaves a usable module folder; the
+    listing shows each module's metrics, training-set size and unit."""
+    full = world.ids["lab_a"]
+    code, stdout, err = cli("modules", "show", full[:10], *world.hub_args, "--json")
+    assert code == 0 and json.loads(stdout)["module"]["module_id"] == full
+    assert f"{full[:10]} is module {full}" in " ".join(err.split())
+    out = tmp_path / "pulled"
+    pulled = json.loads(ok("modules", "pull", full[:10], *world.hub_args, "--out", str(out),
+                           "--json"))
+    copied = load_module(Path(pulled[0]["path"]))
+    assert copied.module_id == full and Path(pulled[0]["path"]).parent == out
+    unknown = next(p for p in ("0" * 10, "1" * 10, "2" * 10)
+                   if not any(i.startswith(p) for i in world.ids.values()))
+    for bad, why in (("abc", "prefix of at least 6"), (unknown, "no approved")):
+        code, _, err = cli("modules", "pull", bad, *world.hub_args)
+        assert code != 0 and why in " ".join(err.split())
+    listed = json.loads(ok("modules", "list", *world.hub_args, "--json"))
+    entry = next(m for m in listed if m["module_id"] == full)
+    card = load_module(Path(pulled[0]["path"])).card
+    assert entry["val_mae"] == pytest.approx(card.metrics["val_mae"])
+    assert entry["n_train"] == card.dataset_size["train"]
+    text = ok("modules", "list", *world.hub_args)
+    assert "val MAE" in text and full[:12] in text

@@ -57,8 +57,13 @@ def test_operator_cli(hub: HubProcess, modules: hub_pb2_grpc.ModuleServiceStub, 
     assert pending[module_id] == "cli-a"
     shown = cli_json(hub, "modules", "show", module_id)
     assert shown["card"]["task"] == card["task"] and shown["module"]["lab_name"] == "cli-a"
-    approved = cli_json(hub, "modules", "approve", module_id, "--note", "checked")
+    # the 16-digit id `modules list` shows is enough, and the CLI names the module it means
+    by_prefix = cli(hub, "modules", "approve", module_id[:16], "--note", "checked", "--json")
+    approved = json.loads(by_prefix.stdout)
+    assert f"{module_id[:16]} is module {module_id}" in by_prefix.stderr
     assert approved["module"]["state"] == "MODULE_STATE_APPROVED"
+    short = cli(hub, "modules", "show", module_id[:4], ok=False)
+    assert short.returncode == 2 and "prefix of at least 6" in short.stderr
     assert len(base64.b64decode(approved["countersignature"]["signature"])) == 64
     assert "countersigned approved" in cli(hub, "modules", "show", module_id).stdout
     assert module_id not in [m["module_id"] for m in cli_json(hub, "modules", "list")]

@@ -18,6 +18,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from moma_client.cli.plain_progress import PlainProgress
+
 # Results go to stdout (plain or --json); progress and errors to stderr, so that
 # `moma-client ... --json | jq` always sees clean JSON.
 out = Console(highlight=False)
@@ -29,7 +31,10 @@ def print_json(payload: Any) -> None:
     sys.stdout.flush()
 
 
-def progress() -> Progress:
+def progress() -> Progress | PlainProgress:
+    """A live bar on a terminal; plain periodic lines when progress goes to a file or pipe."""
+    if not err.is_terminal:
+        return PlainProgress(err)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -21,8 +21,11 @@ from moma_client.cli.hub_options import (
     Insecure,
     hub_candidate_folders,
 )
+from moma_client.cli.plain_progress import PlainProgress
+from moma_client.cli.trust_output import print_compose_trust
 
 if TYPE_CHECKING:
+    from moma.data.records import Dataset
     from moma.training.loop import EpochStats
 
 
@@ -58,6 +61,13 @@ def compose(
     seed: o.Seed = 0,
     device: o.Device = "cpu",
     skip_invalid: o.SkipInvalid = False,
+    guard: Annotated[bool, typer.Option("--guard/--no-guard", help="Also fine-tune the plain base (or the best single module) and keep the start with the lower validation MAE; --no-guard saves that time.")] = True,
+    coverage: o.Coverage = 0.9,
+    value_range: o.ValueRange = None,
+    range_policy: o.RangePolicy = "clip",
+    overlap: Annotated[str, typer.Option(click_type=click.Choice(["exclude", "flag"]), help="Candidates whose data fingerprint matches your validation/test structures: exclude or flag.")] = "exclude",
+    unit: o.Unit = None,
+    prop: o.Property = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Compose modules for a dataset: AMC weights, merge, fine-tune, report (all local)."""
@@ -74,13 +84,15 @@ def compose(
         kind=kind, head=head, backbone=backbone, task=task, target=target, split=split,
         train_size=train_size, skip_invalid=skip_invalid, k=k, knn_layer=knn_layer,
         threshold=threshold, solver=solver, base_module=base_module, seed=seed,
+        guard=guard, coverage=coverage, physical_range=value_range, range_policy=range_policy,
+        overlap=overlap, unit=unit, property=prop,
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
                           head_lr_factor=head_lr_factor, patience=patience, seed=seed,
                           device=device),
     )
     bars = ComposeBars(epochs)
     hooks = ComposeHooks(
-        on_dataset=lambda dataset: err.print(dataset.report.summary()),
+        on_dataset=bars.dataset, on_notice=err.print,
         more_candidates=(None if hub is None else lambda name: hub_candidate_folders(
             hub, hub_key, ca, client_cert, client_key, insecure, backbone=backbone, kind=kind,
             exclude_task=name)),
@@ -96,14 +108,18 @@ def compose(
         print_json(report)
         return
     out.print(f"{report['task']} ({report['unit']}): strategy {report['strategy']}, "
-              f"merge {report['merge']} ({report['merge_reason']})")
+              f"merge {report['merge']}. {report['merge_reason']}")
     for entry in sorted(report["candidates"], key=lambda e: -e.get("weight", 0.0))[:10]:
         if "weight" in entry:
             out.print(f"  {entry['name']:28s} weight {entry['weight']:.3f}  "
                       f"proxy MAE {entry['proxy_mae']:.4g}")
+    print_compose_trust(report)
     m = report["metrics"]
-    out.print(f"test MAE {m['test_mae']:.4g} (val {m['val_mae']:.4g}; train-mean predictor "
-              f"{m['test_mae_train_mean']:.4g}, train-median {m['test_mae_train_median']:.4g})")
+    unit_s = f" {report['unit']}" if report["unit"] else ""
+    out.print(f"test MAE {m['test_mae']:.4g}{unit_s} (val {m['val_mae']:.4g}; train-mean "
+              f"predictor {m['test_mae_train_mean']:.4g}, train-median "
+              f"{m['test_mae_train_median']:.4g})"
+              + (" [FLAGGED: see above]" if report.get("flags") else ""))
     out.print(f"report: {out_dir / 'report.json'}")
 
 
@@ -113,8 +129,13 @@ class ComposeBars:
 
     def __init__(self, epochs: int) -> None:
         self.epochs = epochs
-        self.bar: Progress | None = None
+        self.bar: Progress | PlainProgress | None = None
         self.ids: dict[str, TaskID] = {}
+        self.unit = ""
+
+    def dataset(self, dataset: Dataset) -> None:
+        err.print(dataset.report.summary())
+        self.unit = dataset.unit
 
     def _update(self, name: str, **fields: Any) -> None:
         if self.bar is None:
@@ -131,8 +152,10 @@ class ComposeBars:
         self._update("encoding", completed=done, total=total)
 
     def epoch(self, part: int, stats: EpochStats, improved: bool) -> None:
+        who = "guard" if part < 0 else f"part {part}"
         self._update("fine-tune", completed=stats.epoch,
-                     info=f"part {part} val {stats.val_mae:.4f}{'*' if improved else ''}")
+                     info=f"{who} val MAE {stats.val_mae:.4g} {self.unit}"
+                          f"{'*' if improved else ''}")
 
     def close(self) -> None:
         if self.bar is not None:

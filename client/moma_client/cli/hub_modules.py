@@ -7,11 +7,14 @@ into the local cache (``$MOMA_CACHE/modules/<sha256>/``), verified, once.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from moma.atomic_io import write_bytes
 from moma.errors import MomaError
 from moma_client.cli.common import err, print_json, step
 from moma_client.cli.hub_options import Ca, ClientCert, ClientKey, HubKey, Insecure, connect, line
@@ -51,12 +54,22 @@ def list_command(
     with _client(hub, hub_key, ca, client_cert, client_key, insecure) as client:
         rows = list(client.list_modules(backbone=backbone, base_sha256=base, kind=kind,
                                         task=task, states=tuple(state) or ("approved",)))
+        cards = {r.module_id: _card_facts(client, r.module_id)
+                 for r in rows[:MAX_CARDS_LISTED]}
     if json_output:
-        print_json([summary_dict(r) for r in rows])
+        print_json([{**summary_dict(r), **cards.get(r.module_id, {})} for r in rows])
         return
+    line(f"{'id':12s}  {'state':8s} {'backbone':8s} {'kind':8s} {'task':28s} "
+         f"{'val MAE':>9s} {'test MAE':>9s} {'n train':>7s}  unit  lab")
     for r in rows:
-        line(f"{r.module_id[:12]}  {state_name(r.state):8s} {r.backbone:7s} {r.kind:8s} "
-                  f"{r.task:28s} {r.lab_name or r.contributor_key_id}")
+        facts = cards.get(r.module_id, {})
+        line(f"{r.module_id[:12]}  {state_name(r.state):8s} {r.backbone:8s} {r.kind:8s} "
+             f"{r.task:28s} {fmt_metric(facts.get('val_mae'))} "
+             f"{fmt_metric(facts.get('test_mae'))} {facts.get('n_train', '-')!s:>7s}  "
+             f"{r.unit or '-'}  {r.lab_name or r.contributor_key_id}")
+    if len(rows) > MAX_CARDS_LISTED:
+        err.print(f"metrics shown for the first {MAX_CARDS_LISTED} modules (one card request "
+                  "each); filter with --task/--backbone/--kind to see the rest")
     err.print(f"{len(rows)} modules on hub {client.hub_id}")
 
 
@@ -70,12 +83,16 @@ def show_command(
     """Show a module's card (local folder, or a hub module with its verified signatures)."""
     from moma.proto.hub.v1 import hub_pb2
     from moma.trust.countersignature import verify_countersignature
-    from moma_client.hub.client import state_name, summary_dict
+    from moma_client.hub.client import STATE_NAMES, state_name, summary_dict
+    from moma_client.hub.resolve import resolve_module_id
 
     if hub is None:
         show_local(Path(module), json_output)
         return
     with _client(hub, hub_key, ca, client_cert, client_key, insecure) as client:
+        module, resolved = resolve_module_id(client, module, tuple(STATE_NAMES))
+        if resolved:
+            err.print(resolved, soft_wrap=True)
         hub_card = client.get_card(module, require_approved=False)
     record = hub_card.record
     cs = record.countersignature
@@ -106,27 +123,35 @@ def show_command(
 
 
 def pull_command(
-    module_ids: Annotated[list[str], typer.Argument(help="Module ids (sha256) to download.")],
+    module_ids: Annotated[list[str], typer.Argument(help="Module ids (sha256, or a unique prefix of 6+ hex digits) to download.")],
     hub: Annotated[str, typer.Option("--hub", envvar="MOMA_HUB", help="Hub address host:port.")],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Also copy each pulled module into OUT/<module name>/ (module.safetensors + card.json).")] = None,
     hub_key: HubKey = None, ca: Ca = None, client_cert: ClientCert = None,
     client_key: ClientKey = None, insecure: Insecure = False,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Download approved modules into the local cache, verified (cached ones move no bytes)."""
     from moma_client.hub.cache import ModuleCache
+    from moma_client.hub.resolve import resolve_module_id
 
     cache = ModuleCache()
     results: list[dict[str, Any]] = []
     with _client(hub, hub_key, ca, client_cert, client_key, insecure) as client:
-        for module_id in module_ids:
+        for given in module_ids:
+            module_id, resolved = resolve_module_id(client, given)
+            if resolved:
+                err.print(resolved, soft_wrap=True)
             hub_card = client.get_card(module_id)
             with step(f"pull {module_id[:12]}", 1) as update:
                 fetched = cache.fetch(client, module_id, expected=hub_card.record,
                                       on_bytes=update)
                 if fetched.from_cache:
                     update(1, 1)
+            path = fetched.path
+            if out_dir is not None:
+                path = copy_module(fetched.path, out_dir, fetched.module.card.name, module_id)
             results.append({"module_id": module_id, "name": fetched.module.card.name,
-                            "path": str(fetched.path), "from_cache": fetched.from_cache,
+                            "path": str(path), "from_cache": fetched.from_cache,
                             "downloaded_bytes": fetched.downloaded_bytes})
     if json_output:
         print_json(results)
@@ -134,3 +159,40 @@ def pull_command(
     for r in results:
         how = "cached" if r["from_cache"] else f"downloaded {r['downloaded_bytes']} bytes"
         line(f"{r['module_id'][:12]}  {r['name']:28s} {how}: {r['path']}")
+
+
+MAX_CARDS_LISTED = 200
+
+
+def _card_facts(client: HubClient, module_id: str) -> dict[str, Any]:
+    """Validation/test MAE and training-set size from a module's verified card."""
+    try:
+        card = client.get_card(module_id, require_approved=False).record.manifest.card
+    except MomaError:
+        return {}
+    metrics = card.get("metrics") or {}
+    sizes = card.get("dataset_size") or {}
+    return {"val_mae": metrics.get("val_mae"), "test_mae": metrics.get("test_mae"),
+            "n_train": sizes.get("train")}
+
+
+def fmt_metric(value: object) -> str:
+    return f"{value:9.4g}" if isinstance(value, int | float) else f"{'-':>9s}"
+
+
+def copy_module(source: Path, out_dir: Path, name: str, module_id: str) -> Path:
+    """Copy a verified module folder to ``out_dir/<name>`` (atomic writes; a different module
+    already there is an error, the same one is left as is)."""
+    from moma.modules.store import CARD_FILE, MODULE_FILE
+
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or module_id[:12]
+    target = out_dir / safe
+    existing = target / MODULE_FILE
+    if existing.is_file():
+        if hashlib.sha256(existing.read_bytes()).hexdigest() == module_id:
+            return target
+        raise MomaError(f"{target} already holds another module; pass another --out")
+    write_bytes(target / MODULE_FILE, (source / MODULE_FILE).read_bytes())
+    write_bytes(target / CARD_FILE, (source / CARD_FILE).read_bytes())
+    return target
+

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from moma_client.cli.common import out, print_json
 
@@ -40,8 +41,18 @@ def list_local(folder: Path, json_output: bool) -> None:
     if json_output:
         print_json([{"path": str(p), **c.to_json()} for p, c in found])
         return
+    out.print(f"{'name':32s} {'kind':8s} {'backbone':8s} {'val MAE':>9s} {'test MAE':>9s} "
+              f"{'n train':>7s}  {'unit':24s} {'id':12s}  path")
     for path, card in found:
-        out.print(f"{card.name:32s} {card.kind:8s} {card.backbone:7s} {card.module_id[:12]}  {path}")
+        m = card.metrics
+        out.print(f"{escape(card.name):32s} {card.kind:8s} {card.backbone:8s} "
+                  f"{_metric(m.get('val_mae'))} {_metric(m.get('test_mae'))} "
+                  f"{card.dataset_size.get('train', '-')!s:>7s}  {escape(card.unit or '-'):24s} "
+                  f"{card.module_id[:12]}  {path}")
+
+
+def _metric(value: float | None) -> str:
+    return f"{value:9.4g}" if value is not None else f"{'-':>9s}"
 
 
 def show_local(module: Path, json_output: bool) -> None:

@@ -44,11 +44,19 @@ Name = Annotated[str | None, typer.Option("--name", help="Module name for the ca
 Out = Annotated[Path, typer.Option("--out", help="Output folder.")]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
+# -- trust: units, ranges, intervals ---------------------------------------------------------
+Unit = Annotated[str | None, typer.Option("--unit", help="Unit of the target (default: the data's, else the --init module's).")]
+Property = Annotated[str | None, typer.Option("--property", help="Property name for the card (default: the data's target).")]
+Coverage = Annotated[float, typer.Option("--coverage", help="Coverage of the prediction intervals (split conformal on validation).")]
+ValueRange = Annotated[str | None, typer.Option("--range", help="Physical range LOW:HIGH of the property (known tasks declare theirs), e.g. 0:")]
+RangePolicy = Annotated[str, typer.Option("--range-policy", click_type=click.Choice(["clip", "flag"]), metavar="POLICY", help="Predictions outside the range: clip or flag.")]
+PublishDataFingerprint = Annotated[bool, typer.Option("--publish-data-fingerprint", help="Put a salted fingerprint of the training structures on the card, so downstream owners can check overlap with their test data (docs/hub.md says what it reveals).")]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 TRAINING = ("task", "target", "backbone", "kind", "init", "split", "epochs", "batch_size", "lr",
             "head_lr_factor", "patience", "loss", "seed", "device", "skip_invalid", "max_train",
-            "name")
+            "name", "unit", "prop", "publish_data_fingerprint")
 """The options of ``moma-client train`` that ``contribute --data`` passes on unchanged."""
 
 

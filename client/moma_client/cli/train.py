@@ -10,9 +10,11 @@ import typer
 from moma.arguments import check_train_arguments
 from moma_client.cli import options as o
 from moma_client.cli.common import err, out, print_json, progress
+from moma_client.cli.trust_output import print_train_result
 
 if TYPE_CHECKING:
     from moma.data.prepared import PreparedData
+    from moma.data.records import Dataset
     from moma.training.loop import EpochStats
 
 
@@ -36,6 +38,12 @@ def train(
     skip_invalid: o.SkipInvalid = False,
     max_train: o.MaxTrain = None,
     name: o.Name = None,
+    unit: o.Unit = None,
+    prop: o.Property = None,
+    coverage: o.Coverage = 0.9,
+    value_range: o.ValueRange = None,
+    range_policy: o.RangePolicy = "clip",
+    publish_data_fingerprint: o.PublishDataFingerprint = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
     """Train a module; writes OUT/module.safetensors and OUT/card.json (metrics in target units)."""
@@ -44,7 +52,14 @@ def train(
     from moma.api.train import TrainHooks
     from moma.api.train import train as train_api
     from moma.training.loop import TrainConfig
+    from moma.training.run import TrustOptions
+    from moma.uncertainty.ranges import parse_range
 
+    trust = TrustOptions(coverage=coverage,
+                         physical_range=parse_range(value_range) if value_range else None,
+                         range_policy=range_policy,
+                         publish_data_fingerprint=publish_data_fingerprint)
+    shown = {"unit": ""}
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
                          head_lr_factor=head_lr_factor, patience=patience, loss=loss,
                          seed=seed, device=device)
@@ -64,23 +79,23 @@ def train(
         def on_epoch(stats: EpochStats, improved: bool) -> None:
             mark = "*" if improved else " "
             bar.update(epoch_bar, completed=stats.epoch,
-                       info=f"loss {stats.train_loss:.4f} val {stats.val_mae:.4f}{mark}")
+                       info=f"loss {stats.train_loss:.4f} val MAE {stats.val_mae:.4g} "
+                            f"{shown['unit']}{mark}")
 
-        hooks = TrainHooks(on_dataset=lambda dataset: err.print(dataset.report.summary()),
-                           on_featurize=on_featurize, on_prepared=on_prepared,
-                           on_epoch=on_epoch)
+        def on_dataset(dataset: Dataset) -> None:
+            err.print(dataset.report.summary())
+            shown["unit"] = dataset.unit
+
+        hooks = TrainHooks(on_dataset=on_dataset, on_featurize=on_featurize,
+                           on_prepared=on_prepared, on_epoch=on_epoch, on_notice=err.print)
         outcome = train_api(data, out_dir, backbone=backbone, kind=kind, init=init, task=task,
                             target=target, split=split, config=config, max_train=max_train,
-                            name=name, skip_invalid=skip_invalid, hooks=hooks)
+                            name=name, skip_invalid=skip_invalid, hooks=hooks, trust=trust,
+                            unit=unit, prop=prop)
     card = outcome.card
     if json_output:
         print_json(card.to_json())
         return
-    m = card.metrics
     out.print(f"module {card.name} ({card.kind}, {card.backbone}) -> {out_dir}")
     out.print(f"  id {card.module_id}")
-    out.print(f"  val MAE {m['val_mae']:.4g} {card.unit}")
-    if "test_mae" in m:
-        out.print(f"  test MAE {m['test_mae']:.4g} {card.unit} "
-                  f"(train-mean predictor {m['test_mae_train_mean']:.4g}, "
-                  f"train-median {m['test_mae_train_median']:.4g})")
+    print_train_result(card, out_dir)

@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from moma.amc.leakage import same_task
 from moma.backbones.base import Backbone, BackboneModel, Graph
 from moma.errors import MomaError
 from moma.graphs.cache import featurize
 from moma.modules.loading import model_from_module
 from moma.training.loop import embed_graphs
 from moma_client.hub.cache import Fetched, ModuleCache
-from moma_client.hub.candidates import same_task
 from moma_client.hub.client import HubClient
 from moma_client.hub.fingerprints import FingerprintCache
 from moma_client.preselect.ranking import probe_weights, rank_modules

@@ -8,10 +8,11 @@ import typer
 
 from moma.proto.hub.v1 import hub_pb2
 from moma_server.cli import operator_client as oc
+from moma_server.cli.resolve_id import resolve_module_id
 
 
 def approve(
-    module_id: str = typer.Argument(..., help="Module id (sha256)."),
+    module_id: str = typer.Argument(..., help="Module id (sha256, or a unique prefix of 6+ hex digits)."),
     note: str = typer.Option("", "--note", help="A note for the audit log."),
     hub: str = oc.HubOpt, operator_key: Path = oc.KeyOpt, ca_cert: Path | None = oc.CaOpt,
     client_cert: Path | None = oc.ClientCertOpt, client_key: Path | None = oc.ClientKeyOpt,
@@ -19,6 +20,7 @@ def approve(
 ) -> None:
     """Approve a pending module: the hub countersigns it and starts serving it."""
     client = oc.connect(hub, operator_key, insecure, ca_cert, client_cert, client_key)
+    module_id = resolve_module_id(client, module_id)
     response = client.operator("ApproveModule", hub_pb2.ApproveModuleRequest(module_id=module_id, note=note))
     if as_json:
         oc.print_json(oc.to_dict(response))

@@ -8,10 +8,11 @@ import typer
 
 from moma.proto.hub.v1 import hub_pb2
 from moma_server.cli import operator_client as oc
+from moma_server.cli.resolve_id import resolve_module_id
 
 
 def reject(
-    module_id: str = typer.Argument(..., help="Module id (sha256)."),
+    module_id: str = typer.Argument(..., help="Module id (sha256, or a unique prefix of 6+ hex digits)."),
     reason: str = typer.Option("", "--reason", help="Why, for the audit log and the lab."),
     hub: str = oc.HubOpt, operator_key: Path = oc.KeyOpt, ca_cert: Path | None = oc.CaOpt,
     client_cert: Path | None = oc.ClientCertOpt, client_key: Path | None = oc.ClientKeyOpt,
@@ -19,6 +20,7 @@ def reject(
 ) -> None:
     """Reject a pending module: it is never served."""
     client = oc.connect(hub, operator_key, insecure, ca_cert, client_cert, client_key)
+    module_id = resolve_module_id(client, module_id)
     response = client.operator("RejectModule", hub_pb2.RejectModuleRequest(module_id=module_id, reason=reason))
     if as_json:
         oc.print_json(oc.to_dict(response))

@@ -9,16 +9,18 @@ import typer
 
 from moma.proto.hub.v1 import hub_pb2
 from moma_server.cli import operator_client as oc
+from moma_server.cli.resolve_id import resolve_module_id
 
 
 def show(
-    module_id: str = typer.Argument(..., help="Module id (sha256)."),
+    module_id: str = typer.Argument(..., help="Module id (sha256, or a unique prefix of 6+ hex digits)."),
     hub: str = oc.HubOpt, operator_key: Path | None = oc.ReadKeyOpt, ca_cert: Path | None = oc.CaOpt,
     client_cert: Path | None = oc.ClientCertOpt, client_key: Path | None = oc.ClientKeyOpt,
     insecure: bool = oc.InsecureOpt, as_json: bool = oc.JsonOpt,
 ) -> None:
     """Show a module in any state (the card, who signed it, the hub's countersignature)."""
     client = oc.connect(hub, operator_key, insecure, ca_cert, client_cert, client_key)
+    module_id = resolve_module_id(client, module_id)
     response = oc.call(client.module_stub.GetCard, hub_pb2.GetCardRequest(module_id=module_id),
                        "GetCard")
     card = json.loads(response.card_json.decode("utf-8"))

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from moma.amc.guard import GuardBaseline, best_single_index
 from moma.amc.merge import average_parameters
-from moma.amc.merges import check_shared_base, merge_inputs
+from moma.amc.merges import check_shared_base, merge_inputs, module_base
 from moma.amc.plan import Plan, PlanInput, Start, StartInput
 from moma.amc.registry import get_head, get_merge, get_strategy
 from moma.backbones.adapters import insert_adapters
@@ -29,6 +30,7 @@ from moma.errors import MomaError
 from moma.modules.loading import find_base
 from moma.modules.store import LoadedModule
 from moma.training.loop import EpochStats, TrainConfig, fit, predict_standardized
+from moma.uncertainty.ranges import PhysicalRange
 
 
 @dataclass
@@ -45,6 +47,10 @@ class ComposeOptions:
     base_module: LoadedModule | None = None
     head: str = "fresh"  # or "inherit": keep the composed modules' head, refit it (head_refit)
     knn_layer: str = "pooled"  # or "head": what feeds the kNN proxy (registry.KNN_LAYERS)
+    guard: bool = True  # also fine-tune the base (or best single module); keep the better start
+    coverage: float = 0.9  # conformal interval level (moma.uncertainty.conformal)
+    physical_range: PhysicalRange | None = None  # None: the task's declared range, if any
+    range_policy: str = "clip"  # or "flag" (moma.uncertainty.ranges)
 
 
 @dataclass
@@ -69,22 +75,123 @@ def plan(backbone: Backbone, candidates: Sequence[LoadedModule], train_graphs: S
                                      on_module))
     if not strategy.needs_modules:
         return chosen
-    merge, reason = choose_merge(chosen.modules, options.merge)
+    merge, reason = choose_merge(chosen.modules, options.merge, np.asarray(chosen.weights))
     return Plan(chosen.modules, np.asarray(chosen.weights, dtype=np.float64), merge, reason,
                 chosen.selection)
 
 
-def choose_merge(chosen: Sequence[LoadedModule], requested: str) -> tuple[str, str]:
-    """The merge used for ``chosen`` when ``requested`` was asked for, and why."""
-    if len(chosen) == 1 and requested in ("auto", "average"):
-        return "top1", "one module selected: it is used as is (average of one)"
+def choose_merge(chosen: Sequence[LoadedModule], requested: str,
+                 weights: np.ndarray | None = None) -> tuple[str, str]:
+    """The merge used for ``chosen`` when ``requested`` was asked for, and one plain sentence
+    saying what was done and why."""
+    n = len(chosen)
+    w = np.ones(n) / max(n, 1) if weights is None else np.asarray(weights, dtype=np.float64)
+    top = chosen[int(np.argmax(w))] if n else None
+    top_s = f"{top.card.name} (weight {float(np.max(w)):.2f})" if top else ""
+    if n == 1 and requested in ("auto", "average", "ensemble"):
+        return "top1", (f"One module was selected, {chosen[0].card.name}; it is fine-tuned "
+                        "alone (average, top1 and ensemble are the same computation for one "
+                        "module).")
     merge = get_merge(requested)
     if merge.resolve is not None:
-        return merge.resolve(chosen)
+        return merge.resolve(chosen, top_s)
     if merge.needs_shared_base:
         check_shared_base(chosen)
-        return requested, f"requested --merge {requested}; the modules share one base"
-    return requested, f"requested --merge {requested}"
+        return requested, (f"Averaged the parameters of the {n} selected modules with their "
+                           f"weights, as requested with --merge {requested} (they share one "
+                           "base).")
+    if requested == "top1":
+        return "top1", (f"Fine-tuned the highest-weight module, {top_s}, alone, as requested "
+                        "with --merge top1.")
+    if requested == "ensemble":
+        return "ensemble", (f"Fine-tuned each of the {n} selected modules with its own head and "
+                            "combined their predictions with the weights, as requested with "
+                            "--merge ensemble.")
+    return requested, f"Used --merge {requested}, as requested."
+
+
+def same_computation_notes(strategy: str, the_plan: Plan, n_candidates: int) -> list[str]:
+    """Sentences for strategies that reduce to another one's computation on this input."""
+    notes = []
+    n = len(the_plan.modules)
+    if strategy == "select-average" and n == 1:
+        notes.append("select-average selected one module: the same computation as amc here.")
+    if strategy == "all-average" and n_candidates == 1:
+        notes.append("all-average over one candidate: the same computation as amc with top1.")
+    if strategy == "random" and n == n_candidates and n > 0:
+        notes.append("random drew every candidate: the same computation as all-average here.")
+    if strategy in ("amc", "select-average") and n == n_candidates and n > 1 \
+            and np.allclose(the_plan.weights, 1.0 / n):
+        notes.append(f"{strategy} kept every candidate with equal weights: the same computation "
+                     "as all-average here.")
+    return notes
+
+
+def guard_baseline(backbone: Backbone, the_plan: Plan, candidates: Sequence[LoadedModule],
+                   options: ComposeOptions, *, seed: int) -> tuple[GuardBaseline | None, str]:
+    """The guard's start (moma.amc.guard), or None with the reason it does not run."""
+    if not get_strategy(options.strategy).needs_modules:
+        return None, f"--strategy {options.strategy} is itself the guard's baseline"
+    if not the_plan.modules:
+        return None, "no modules were composed"
+    single = (the_plan.modules[int(np.argmax(the_plan.weights))]
+              if the_plan.merge == "top1" or len(the_plan.modules) == 1 else None)
+    same_start = single is not None and options.head == "fresh"
+    torch.manual_seed(seed)
+    bases = {m.card.base_sha256 for m in the_plan.modules}
+    if len(bases) == 1:
+        base = next(iter(bases))
+        state = _find_base_state(backbone, base, the_plan.modules, options)
+        if state is not None:
+            if same_start and single is not None and options.kind == "full" \
+                    and single.module_id == base:
+                return None, (f"the composition starts from {single.card.name}, which is the "
+                              "base itself: the guard would repeat the same computation")
+            model = with_state(backbone, state, options.kind, None)
+            return GuardBaseline(f"the fine-tuned base ({base[:12]})",
+                                 [Start(model, 1.0, [], base)]), ""
+    explicit = _explicit_base(backbone, options)
+    if explicit is not None:  # --base-module, or the backbone's pretrained weights
+        state, base, label = explicit
+        if not (same_start and single is not None and options.kind == "full"
+                and single.module_id == base):
+            model = with_state(backbone, state, options.kind, None)
+            return GuardBaseline(label, [Start(model, 1.0, [], base)]), ""
+    pool = the_plan.selection.modules if the_plan.selection else list(candidates)
+    proxy = the_plan.selection.proxy_mae if the_plan.selection else None
+    best = pool[best_single_index(proxy, len(pool))]
+    if same_start and single is not None and single.module_id == best.module_id:
+        return None, (f"the composition is the single module {best.card.name}, which is also "
+                      "the best single module: the guard would repeat the same computation")
+    model = from_modules(backbone, [best], np.ones(1), options)
+    parent = [{"module_id": best.module_id, "name": best.card.name, "weight": 1.0}]
+    return GuardBaseline(f"the best single module {best.card.name}",
+                         [Start(model, 1.0, parent, module_base(best, options.kind))]), ""
+
+
+def _explicit_base(backbone: Backbone, options: ComposeOptions
+                   ) -> tuple[dict[str, Any], str, str] | None:
+    """The base a user named (``--base-module``) or the backbone ships, with a label."""
+    if options.base_module is not None:
+        module = options.base_module
+        return (module.state, module.module_id,
+                f"the fine-tuned base module {module.card.name} ({module.module_id[:12]})")
+    pretrained = backbone.pretrained_base()
+    if pretrained is not None:
+        return (pretrained[0], pretrained[1],
+                f"the fine-tuned pretrained {backbone.name} ({pretrained[1][:12]})")
+    return None
+
+
+def _find_base_state(backbone: Backbone, base: str, modules: Sequence[LoadedModule],
+                     options: ComposeOptions) -> dict[str, Any] | None:
+    if options.base_module is not None and options.base_module.module_id == base:
+        return options.base_module.state
+    folders = list(dict.fromkeys([m.path.parent for m in modules] + list(options.base_dirs)))
+    try:
+        return find_base(backbone, base, folders)
+    except MomaError:
+        return None
 
 
 def start_models(backbone: Backbone, the_plan: Plan, options: ComposeOptions,

@@ -50,7 +50,7 @@ class Merge:
     description: str
     start: Callable[[StartInput], list[Start]] | None = None
     needs_shared_base: bool = False
-    resolve: Callable[[Any], tuple[str, str]] | None = None
+    resolve: Callable[..., tuple[str, str]] | None = None
     """For ``auto`` only: the merge actually used for the chosen modules, and why."""
     parameters: tuple[str, ...] = ()
 

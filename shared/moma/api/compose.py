@@ -21,15 +21,24 @@ from pathlib import Path
 from moma.amc.compose import ComposeOptions
 from moma.amc.pipeline import ComposeResult, run_compose
 from moma.amc.registry import Strategy
-from moma.amc.selection import candidate_modules
+from moma.amc.screening import (
+    OVERLAP_POLICIES,
+    Screening,
+    owner_keys,
+    screen_candidates,
+    screen_overlap,
+)
 from moma.arguments import check_compose_arguments
 from moma.backbones.registry import get_backbone
 from moma.data.prepared import prepare
 from moma.data.readers import load_dataset
 from moma.data.records import Dataset
+from moma.data.units import with_units
 from moma.errors import MomaError
 from moma.modules.store import LoadedModule, load_module
 from moma.training.loop import EpochStats, TrainConfig
+from moma.uncertainty.conformal import DEFAULT_COVERAGE, check_coverage
+from moma.uncertainty.ranges import PhysicalRange, apply_range, parse_range
 
 
 def paper_fine_tune() -> TrainConfig:
@@ -66,13 +75,27 @@ class ComposeRequest:
     """Tasks whose modules are never candidates, besides the task itself."""
     train: TrainConfig = field(default_factory=paper_fine_tune)
     seed: int = 0
+    guard: bool = True
+    """Also fine-tune the base (or best single module) and keep the lower validation MAE."""
+    coverage: float = DEFAULT_COVERAGE
+    physical_range: str | PhysicalRange | None = None
+    """``LOW:HIGH`` or a range; None: the task's declared one (moma.uncertainty.ranges)."""
+    range_policy: str = "clip"
+    overlap: str = "exclude"
+    """Candidates whose data fingerprint matches held-out structures: exclude or flag."""
+    unit: str | None = None
+    property: str | None = None
 
     def options(self, base_dirs: Sequence[Path] = (),
                 base_module: LoadedModule | None = None) -> ComposeOptions:
+        rng = (parse_range(self.physical_range) if isinstance(self.physical_range, str)
+               else self.physical_range)
         return ComposeOptions(strategy=self.strategy, merge=self.merge, kind=self.kind, k=self.k,
                               threshold=self.threshold, solver=self.solver, train=self.train,
                               base_dirs=tuple(base_dirs), base_module=base_module,
-                              head=self.head, knn_layer=self.knn_layer)
+                              head=self.head, knn_layer=self.knn_layer, guard=self.guard,
+                              coverage=self.coverage, physical_range=rng,
+                              range_policy=self.range_policy)
 
 
 @dataclass
@@ -87,16 +110,24 @@ class ComposeHooks:
     on_featurize: Callable[[int, int], None] | None = None
     on_module: Callable[[int, int], None] | None = None
     on_epoch: Callable[[int, EpochStats, bool], None] | None = None
+    """Validation MAE in target units; part -1 is the guard's baseline."""
+    on_notice: Callable[[str], None] | None = None
+    """A one-line notice for the user (e.g. a dataset without a unit)."""
 
 
 def validate(request: ComposeRequest, *, more_candidates: bool = False) -> Strategy:
     """Refuse a request that cannot run, before any data is read; returns its strategy."""
-    return check_compose_arguments(
+    strategy = check_compose_arguments(
         strategy=request.strategy, merge=request.merge, kind=request.kind, head=request.head,
         knn_layer=request.knn_layer, backbone=request.backbone, device=request.train.device,
         train_size=request.train_size,
         has_candidates=bool(request.candidates) or more_candidates,
         has_base_module=request.base_module is not None)
+    check_coverage(request.coverage)
+    apply_range([], None, request.range_policy)
+    if request.overlap not in OVERLAP_POLICIES:
+        raise MomaError(f"--overlap {request.overlap!r}: choose " + " or ".join(OVERLAP_POLICIES))
+    return strategy
 
 
 def run(request: ComposeRequest, hooks: ComposeHooks | None = None) -> ComposeResult:
@@ -110,29 +141,36 @@ def run(request: ComposeRequest, hooks: ComposeHooks | None = None) -> ComposeRe
     dataset = (request.data if isinstance(request.data, Dataset) else
                load_dataset(request.data, task=request.task, target=request.target,
                             skip_invalid=request.skip_invalid))
+    dataset, notice = with_units(dataset, unit=request.unit, prop=request.property)
+    if notice and hooks.on_notice is not None:
+        hooks.on_notice(notice)
     if hooks.on_dataset is not None:
         hooks.on_dataset(dataset)
     folders = [Path(c) for c in request.candidates if not isinstance(c, LoadedModule)]
     given = [c for c in request.candidates if isinstance(c, LoadedModule)]
-    candidates: list[LoadedModule] = []
+    screening = Screening([])
     if strategy.needs_modules:
         if hooks.more_candidates is not None:
             folders += list(hooks.more_candidates(dataset.name))
-        if folders:
-            candidates = candidate_modules(folders, backbone=request.backbone, kind=request.kind,
-                                           exclude_task=dataset.name,
-                                           exclude_tasks=request.exclude_tasks)
-        candidates += given
-        if not candidates:
+        if not folders and not given:
             raise MomaError("compose needs candidate modules: pass --modules DIR and/or "
                             "--hub ADDR")
     base_dirs = (*folders, *request.base_dirs,
                  *(hooks.more_base_dirs if hooks.more_candidates else ()))
+    if strategy.needs_modules:
+        screening = screen_candidates(folders, backbone=request.backbone, kind=request.kind,
+                                      exclude_task=dataset.name,
+                                      exclude_tasks=request.exclude_tasks,
+                                      base_dirs=base_dirs, given=given)
     prepared = prepare(dataset, net, request.split, seed=request.seed,
                        skip_invalid=request.skip_invalid, on_progress=hooks.on_featurize)
-    return run_compose(prepared, net, candidates, request.options(base_dirs, base_module),
+    if strategy.needs_modules:
+        # local only: the owner's held-out structures against published fingerprints
+        screen_overlap(screening, owner_keys(prepared.dataset, prepared.split), request.overlap)
+    return run_compose(prepared, net, screening.modules, request.options(base_dirs, base_module),
                        Path(request.out), seed=request.seed, train_size=request.train_size,
-                       on_module=hooks.on_module, on_epoch=hooks.on_epoch)
+                       on_module=hooks.on_module, on_epoch=hooks.on_epoch,
+                       screening=screening.report_json())
 
 
 def compose(data: str | Path | Dataset, candidates: Sequence[Path | str | LoadedModule] = (),

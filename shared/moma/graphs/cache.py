@@ -80,6 +80,8 @@ def featurize(
             result = _read(path)
             if result is not None:
                 result.seconds = time.perf_counter() - start
+                if on_progress is not None:  # a progress display counts cached graphs too
+                    on_progress(len(items), len(items))
                 return result
     ids: list[str] = []
     graphs: list[Graph] = []

@@ -13,12 +13,18 @@ if TYPE_CHECKING:
     from moma.modules.store import LoadedModule
 
 
-def resolve(chosen: Sequence[LoadedModule]) -> tuple[str, str]:
+def resolve(chosen: Sequence[LoadedModule], top: str = "") -> tuple[str, str]:
+    """The merge for ``chosen`` and one plain sentence (``top``: the highest-weight module)."""
+    n = len(chosen)
     try:
         check_shared_base(chosen)
-    except IncompatibleModulesError as exc:
-        return "top1", f"modules do not share a base ({exc}); fine-tuning the top-weighted one"
-    return "average", "the selected modules share one base: weighted parameter average"
+    except IncompatibleModulesError:
+        return "top1", (f"The {n} selected modules were trained from different bases, so their "
+                        f"parameters cannot be averaged; fine-tuned the highest-weight one, "
+                        f"{top or 'the first'}, instead (--merge ensemble would fine-tune all "
+                        "of them).")
+    return "average", (f"Averaged the parameters of the {n} selected modules with their weights "
+                       "(they share one base).")
 
 
 MERGE = Merge(
