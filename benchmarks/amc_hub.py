@@ -12,7 +12,10 @@ a downstream task, the module trained on that same task is never a candidate
 (``moma.amc.selection.candidate_modules`` excludes it).
 
 Run: ``.venv/bin/python benchmarks/amc_hub.py --family cgcnn-full [--profile quick|full]``.
-Modules land in ``runs/hub/<family>/<source>/``; a module already there is kept (resumable).
+Modules land in ``$MOMA_RUNS/hub/<family>/<source>/`` (``moma.paths.runs_dir``, default
+``~/.cache/moma/runs``, outside the work tree); a module already there is kept (resumable). Each
+card's ``extra.recipe`` records how the module was built (family, profile, source, subsample,
+the command that rebuilds it) beside the training config in ``hyperparameters``.
 """
 
 from __future__ import annotations
@@ -20,18 +23,19 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from moma.backbones.registry import get_backbone
 from moma.data.readers import load_dataset
 from moma.modules.moe18 import import_moe18
-from moma.modules.store import load_module
-from moma.paths import downstream_task_path, moe18_dir, shared_dir
+from moma.modules.store import load_module, save_module
+from moma.paths import downstream_task_path, moe18_dir, runs_dir, shared_dir
 from moma.training.loop import TrainConfig
 from moma.training.run import prepare, train_module
 
-ROOT = Path(__file__).resolve().parents[1]
-RUNS = ROOT / "runs"
+RUNS = runs_dir()
 DOWNSTREAM = [
     "expt_eform", "jarvis_2d_dielectric_opt", "jarvis_2d_dielectric_tbmbj", "jarvis_2d_eform",
     "jarvis_2d_exfoliation", "jarvis_2d_gap_tbmbj", "mp_elastic_anisotropy", "mp_eps_electronic",
@@ -58,6 +62,13 @@ def moe18_modules() -> Path:
     if not (folder / "mp_eform" / "card.json").is_file():
         import_moe18(moe18_dir(), folder)
     return folder
+
+
+def record_recipe(out: Path, recipe: dict[str, Any]) -> None:
+    """Add how the module was built to its card (same weights, so the same module id)."""
+    module = load_module(out)
+    extra = {**module.card.extra, "recipe": recipe}
+    save_module(out, module.state, replace(module.card, extra=extra))
 
 
 def build_family(family: str, profile: str) -> Path:
@@ -87,8 +98,17 @@ def build_family(family: str, profile: str) -> Path:
             batch_size=64 if castelli else 32,
             lr=(1e-3 if kind == "adapter" else 3e-4), head_lr_factor=3.0,
             patience=10, seed=0)
-        outcome = train_module(data, backbone, kind=kind, config=config, out=out, init=init,
+        staging = folder / f".{name}.partial"
+        outcome = train_module(data, backbone, kind=kind, config=config, out=staging, init=init,
                                name=name)
+        record_recipe(staging, {
+            "builder": "benchmarks/amc_hub.py", "family": family, "profile": profile,
+            "command": f"benchmarks/amc_hub.py --family {family} --profile {profile}",
+            "source": name, "data": Path(path).name, "target": target, "split": "seed0",
+            "train_subsample": len(data.split["train"]),
+            "init": "moe18/mp_eform" if init is not None else f"pretrained {backbone_name}",
+        })
+        staging.rename(out)
         print(json.dumps({"family": family, "module": name, "seconds": time.perf_counter() - tick,
                           "val_mae": outcome.metrics["val_mae"],
                           "test_mae": outcome.metrics.get("test_mae")}), flush=True)

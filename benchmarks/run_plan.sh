@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole AMC results plan, in the order that answers the main question first. Resumable:
 # every finished run is a file under benchmarks/results/amc/, skipped when run again; hub
-# modules are kept under runs/hub/ (not committed: rebuilt by amc_hub.py on a new machine).
+# modules are kept under $MOMA_RUNS/hub/ (default ~/.cache/moma/runs, outside the work tree;
+# not committed: rebuilt by amc_hub.py on a new machine).
 # Two processes with one thread each use 2 cores better than one with two threads:
 #   OMP_NUM_THREADS=1 bash benchmarks/run_plan.sh cgcnn &
 #   OMP_NUM_THREADS=1 bash benchmarks/run_plan.sh chgnet &
