@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from moma.backbones.registry import get_backbone
+from moma.data.prepared import prepare
 from moma.data.readers import load_dataset
 from moma.modules.moe18 import import_moe18
 from moma.modules.store import load_module, save_module
 from moma.paths import downstream_task_path, moe18_dir, runs_dir, shared_dir
 from moma.training.loop import TrainConfig
-from moma.training.run import prepare, train_module
+from moma.training.run import train_module
 
 RUNS = runs_dir()
 DOWNSTREAM = [

@@ -34,11 +34,11 @@ from moma.amc.pipeline import run_compose
 from moma.amc.selection import candidate_modules
 from moma.atomic_io import write_json
 from moma.backbones.registry import get_backbone
+from moma.data.prepared import prepare
 from moma.data.readers import load_dataset
 from moma.modules.store import load_module
 from moma.paths import downstream_task_path
 from moma.training.loop import TrainConfig
-from moma.training.run import prepare
 
 RESULTS = Path(__file__).resolve().parent / "results" / "amc"
 HUB_SPLIT = "seed0"  # hub modules of downstream sources were trained on this split's train part

@@ -19,14 +19,14 @@ import numpy as np
 
 from moma.amc.knn import loo_knn_predict
 from moma.amc.weights import solve_module_weights
-from moma.backbones.cgcnn import CGCNNBackbone
+from moma.backbones.cgcnn.backbone import CGCNNBackbone
 from moma.data.readers import load_dataset
 from moma.graphs.cache import featurize
+from moma.modules.loading import model_from_module
 from moma.modules.moe18 import import_moe18
 from moma.modules.store import list_modules, load_module
 from moma.paths import downstream_task_path, moe18_dir
 from moma.training.loop import embed_graphs
-from moma.training.modeling import model_from_module
 
 
 def stages(backbone: CGCNNBackbone, modules: list, graphs: list, y: np.ndarray,

@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 
 from moma.backbones.registry import get_backbone
+from moma.data.prepared import prepare
 from moma.data.readers import load_dataset
+from moma.modules.loading import model_from_module
 from moma.modules.moe18 import import_moe18
 from moma.modules.store import load_module
 from moma.paths import downstream_task_path, moe18_dir
 from moma.training.loop import TrainConfig, predict_standardized
-from moma.training.modeling import model_from_module
-from moma.training.run import prepare, train_module
+from moma.training.run import train_module
 from moma.trust.keys import generate_keypair, save_private_key
 from moma_client.federation.local import local_federation, split_dataset
 from moma_client.federation.protocol import RunSpec

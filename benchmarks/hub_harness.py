@@ -36,15 +36,14 @@ import safetensors.numpy
 
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
 from moma.trust.chunks import chunk_intact, make_chunk
+from moma.trust.countersignature import Countersignature, verify_countersignature
 from moma.trust.keys import (
     public_key_from_raw,
 )
 from moma.trust.manifest import (
-    Countersignature,
     SignedManifest,
     build_manifest,
     sign_manifest,
-    verify_countersignature,
     verify_manifest_signature,
 )
 from tests.server.hubtest import HubProcess, Lab, operator_call, read_line

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from moma.backbones.chgnet import CHGNetBackbone
+from moma.backbones.chgnet.backbone import CHGNetBackbone
 from moma.modules.store import load_module
 from moma.paths import downstream_task_path
 from moma_client.cli.app import main

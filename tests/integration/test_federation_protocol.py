@@ -63,8 +63,8 @@ def test_run_config_matches_the_flower_app() -> None:
     defaults = RunSpec(task="", property="", unit="", out="").to_run_config()
     assert declared["config"] == defaults
     components = declared["components"]
-    assert components["serverapp"] == "moma_client.federation.server_app:app"
-    assert components["clientapp"] == "moma_client.federation.client_app:app"
+    assert components["serverapp"] == "moma_client.federation.coordinator.server_app:app"
+    assert components["clientapp"] == "moma_client.federation.lab.client_app:app"
 
 
 def test_run_spec_parsing_refuses_bad_values(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_screening_leaves_out_non_finite_and_overclaiming_replies(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from flwr.supercore.task_identity import TaskIdentity
 
-    from moma_client.federation.strategy import Ledger, screen_reply
+    from moma_client.federation.coordinator.strategy import Ledger, screen_reply
 
     # Messages are normally built inside a Flower task process, which sets its identity.
     for name in ("_run_id", "_node_id", "_task_id"):

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.message import Message
 
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
+from moma.trust.canonical import canonical_json
 from moma.trust.chunks import chunk_intact, make_chunk
 from moma.trust.keys import (
     generate_keypair,
@@ -35,7 +36,8 @@ from moma.trust.keys import (
     save_private_key,
     save_public_key,
 )
-from moma.trust.manifest import build_manifest, canonical_json, operator_auth_payload, sign_manifest
+from moma.trust.manifest import build_manifest, sign_manifest
+from moma.trust.operator_auth import operator_auth_payload
 
 MOMA_HUB = str(Path(sys.executable).with_name("moma-hub"))
 CHUNK = 1024 * 1024

@@ -19,13 +19,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from moma.backbones.registry import get_backbone
 from moma.modules.store import module_schema
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
+from moma.trust.countersignature import Countersignature, verify_countersignature
 from moma.trust.keys import public_key_from_raw
-from moma.trust.manifest import (
-    Countersignature,
-    SignedManifest,
-    verify_countersignature,
-    verify_manifest_signature,
-)
+from moma.trust.manifest import SignedManifest, verify_manifest_signature
 from tests.server.conftest import ModulePool
 from tests.server.hubtest import (
     HubProcess,

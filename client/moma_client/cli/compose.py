@@ -11,11 +11,11 @@ from moma.amc.compose import ComposeOptions
 from moma.amc.pipeline import run_compose
 from moma.amc.selection import candidate_modules
 from moma.backbones.registry import get_backbone
+from moma.data.prepared import prepare
 from moma.data.readers import load_dataset
 from moma.errors import MomaError
 from moma.modules.store import load_module
 from moma.training.loop import EpochStats, TrainConfig
-from moma.training.run import prepare
 from moma_client.cli.common import err, out, print_json, progress
 from moma_client.cli.hub_options import (
     Ca,

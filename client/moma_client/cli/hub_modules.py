@@ -14,7 +14,7 @@ import typer
 
 from moma.errors import MomaError
 from moma.proto.hub.v1 import hub_pb2
-from moma.trust.manifest import verify_countersignature
+from moma.trust.countersignature import verify_countersignature
 from moma_client.cli import modules as local
 from moma_client.cli.common import err, print_json, step
 from moma_client.cli.hub_options import Ca, ClientCert, ClientKey, HubKey, Insecure, connect, line

@@ -13,8 +13,8 @@ from moma.data.structure_files import read_structures
 from moma.errors import DataError
 from moma.graphs.cache import featurize
 from moma.modules.ensemble import load_weighted_modules
+from moma.modules.loading import model_from_module
 from moma.training.loop import predict_standardized, resolve_device
-from moma.training.modeling import model_from_module
 from moma_client.cli.common import out, print_json
 
 

@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 from moma.backbones.registry import get_backbone
+from moma.data.prepared import prepare
 from moma.data.readers import load_dataset
 from moma.modules.store import load_module
 from moma.training.loop import EpochStats, TrainConfig
-from moma.training.run import prepare, train_module
+from moma.training.run import train_module
 from moma_client.cli.common import err, out, print_json, progress
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from moma.errors import DataError
 from moma_client.federation import processes as fp
-from moma_client.federation.coordinator import PROGRESS_FILE, REPORT_FILE
+from moma_client.federation.coordinator.run import PROGRESS_FILE, REPORT_FILE
 from moma_client.federation.protocol import FederationError, RunSpec
 
 

@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from moma.errors import MomaError, TrustError
 from moma.modules.card import TargetNormalizer
+from moma.trust.canonical import canonical_json
 from moma.trust.keys import key_id, public_key_from_b64, public_key_to_b64, sign, verify
-from moma.trust.manifest import canonical_json
 
 JOIN_FORMAT = "moma-federation-join/1"
 STATEMENT_KEY = "statement"

@@ -20,14 +20,9 @@ from google.protobuf.json_format import MessageToDict
 from moma.errors import MomaError, TrustError
 from moma.modules.card import ModuleCard, is_sha256
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
+from moma.trust.countersignature import Countersignature, verify_countersignature
 from moma.trust.keys import key_id, public_key_from_raw
-from moma.trust.manifest import (
-    Countersignature,
-    Manifest,
-    SignedManifest,
-    verify_countersignature,
-    verify_manifest_signature,
-)
+from moma.trust.manifest import Manifest, SignedManifest, verify_manifest_signature
 from moma_client.hub.connection import Transport, call, open_channel
 from moma_client.hub.pinning import pin_hub_key
 

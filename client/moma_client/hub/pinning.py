@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from moma.atomic_io import write_json
 from moma.errors import TrustError
+from moma.trust.canonical import format_utc
 from moma.trust.keys import key_id, load_public_key, public_key_from_b64, public_key_to_b64
-from moma.trust.manifest import format_utc
 
 
 def known_hubs_path() -> Path:

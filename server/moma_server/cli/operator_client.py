@@ -25,7 +25,7 @@ from google.protobuf.message import Message
 from moma.errors import ExitCode, MomaError
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
 from moma.trust.keys import key_id, load_private_key, sign
-from moma.trust.manifest import operator_auth_payload
+from moma.trust.operator_auth import operator_auth_payload
 
 M = TypeVar("M", bound=Message)
 

@@ -16,7 +16,7 @@ import time
 from google.protobuf.message import Message
 
 from moma.trust.keys import public_key_from_raw, verify
-from moma.trust.manifest import operator_auth_payload
+from moma.trust.operator_auth import operator_auth_payload
 from moma_server.services.errors import denied, unauthenticated
 from moma_server.services.hub import Hub
 from moma_server.store.metadata import ReplayError

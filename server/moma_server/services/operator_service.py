@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from moma.errors import TrustError
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
+from moma.trust.countersignature import countersign
 from moma.trust.keys import key_id, public_key_from_raw, public_key_to_raw
-from moma.trust.manifest import SignedManifest, countersign
+from moma.trust.manifest import SignedManifest
 from moma_server.services import convert
 from moma_server.services.errors import HubError, handle_errors, invalid, not_found, precondition
 from moma_server.services.hub import Hub

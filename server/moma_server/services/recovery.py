@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from moma.trust.manifest import format_utc
+from moma.trust.canonical import format_utc
 from moma_server.services.hub import Hub
 from moma_server.store.metadata import utc_now
 

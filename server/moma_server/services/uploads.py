@@ -29,15 +29,13 @@ import grpc
 from moma.errors import TrustError
 from moma.modules.card import ModuleCard
 from moma.proto.hub.v1 import hub_pb2
+from moma.trust.canonical import canonical_json, format_utc, parse_utc
 from moma.trust.chunks import chunk_intact
 from moma.trust.keys import public_key_from_raw
 from moma.trust.manifest import (
     Manifest,
     SignedManifest,
-    canonical_json,
-    format_utc,
     parse_manifest,
-    parse_utc,
     verify_manifest,
     verify_payload,
 )

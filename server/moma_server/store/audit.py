@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from moma.trust.manifest import canonical_json
+from moma.trust.canonical import canonical_json
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first entry."""

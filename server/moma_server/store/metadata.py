@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from moma.errors import ExitCode, MomaError
-from moma.trust.manifest import canonical_json, format_utc
+from moma.trust.canonical import canonical_json, format_utc
 from moma_server.store.audit import GENESIS_HASH, AuditRecord, entry_hash, verify_chain
 from moma_server.store.models import (
     AuditRow,

@@ -36,9 +36,9 @@ from moma.amc.selection import Selection, select
 from moma.backbones.adapters import insert_adapters
 from moma.backbones.base import Backbone, BackboneModel
 from moma.errors import IncompatibleModulesError, MomaError
+from moma.modules.loading import find_base
 from moma.modules.store import LoadedModule
 from moma.training.loop import EpochStats, TrainConfig, fit, predict_standardized
-from moma.training.modeling import find_base
 
 STRATEGIES = ("amc", "select-average", "all-average", "random", "backbone-ft", "scratch")
 MERGES = ("auto", "average", "top1", "ensemble")

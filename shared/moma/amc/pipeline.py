@@ -23,12 +23,13 @@ from moma.amc.head_refit import refit_head
 from moma.amc.plots import parity_png, weights_png
 from moma.atomic_io import write_json
 from moma.backbones.base import Backbone
+from moma.data.prepared import PreparedData
 from moma.modules.card import ModuleCard
 from moma.modules.ensemble import ENSEMBLE_FILE, ENSEMBLE_FORMAT
 from moma.modules.store import LoadedModule, save_module
 from moma.training.loop import EpochStats
 from moma.training.modeling import module_state
-from moma.training.run import PreparedData, baseline_maes, normalizer_for
+from moma.training.run import baseline_maes, normalizer_for
 
 
 @dataclass

@@ -29,9 +29,9 @@ from moma.amc.weights import solve_module_weights
 from moma.backbones.base import Backbone, BackboneModel, Graph
 from moma.errors import MomaError
 from moma.modules.card import ModuleCard
+from moma.modules.loading import model_from_module
 from moma.modules.store import LoadedModule, list_modules, load_module
 from moma.training.loop import batches, embed_graphs
-from moma.training.modeling import model_from_module
 
 
 @dataclass

@@ -10,13 +10,13 @@ from moma.errors import MomaError
 
 
 def _cgcnn() -> Backbone:
-    from moma.backbones.cgcnn import CGCNNBackbone
+    from moma.backbones.cgcnn.backbone import CGCNNBackbone
 
     return CGCNNBackbone()
 
 
 def _chgnet() -> Backbone:
-    from moma.backbones.chgnet import CHGNetBackbone
+    from moma.backbones.chgnet.backbone import CHGNetBackbone
 
     return CHGNetBackbone()
 

@@ -12,17 +12,15 @@ without its base, so the base is recorded on every card and resolved when a modu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from moma.backbones.adapters import adapter_state_keys, insert_adapters
 from moma.backbones.base import Backbone, BackboneModel
-from moma.errors import ModuleFormatError, MomaError
-from moma.modules.store import LoadedModule, list_modules, load_module, sha256_state
+from moma.errors import MomaError
+from moma.modules.store import LoadedModule, sha256_state
 
 KINDS = ("full", "adapter")
 
@@ -84,42 +82,3 @@ def module_state(model: BackboneModel, kind: str) -> dict[str, Tensor]:
     state = model.state_dict()
     keys = adapter_state_keys(model) if kind == "adapter" else list(state)
     return {k: state[k].detach().cpu().contiguous() for k in keys}
-
-
-def find_base(backbone: Backbone, base_sha256: str,
-              search: Iterable[Path] = ()) -> dict[str, Tensor]:
-    """The full weights with sha256 ``base_sha256``: the backbone's own, or a module found in
-    ``search`` folders whose id is that sha256."""
-    pretrained = backbone.pretrained_base()
-    if pretrained is not None and pretrained[1] == base_sha256:
-        return pretrained[0]
-    for folder in search:
-        if not Path(folder).is_dir():
-            continue
-        for path, card in list_modules(Path(folder)):
-            if card.module_id == base_sha256 and card.kind == "full":
-                return load_module(path).state
-    raise ModuleFormatError(
-        f"the base weights {base_sha256[:12]}… of this adapter module were not found; put the "
-        "base module beside it or pass its folder with --base-dir"
-    )
-
-
-def model_from_module(backbone: Backbone, module: LoadedModule,
-                      search: Iterable[Path] = ()) -> BackboneModel:
-    """A ready model (eval mode) for a stored full or adapter module."""
-    model = backbone.build()
-    if module.card.kind == "full":
-        model.load_state_dict(module.state, strict=True)
-    elif module.card.kind == "adapter":
-        folders = [module.path.parent, *search]
-        model.load_state_dict(find_base(backbone, module.card.base_sha256, folders), strict=True)
-        insert_adapters(model)
-        missing = set(adapter_state_keys(model)) - set(module.state)
-        if missing:
-            raise ModuleFormatError(f"{module.path}: adapter module lacks {sorted(missing)[:3]}")
-        model.load_state_dict({**model.state_dict(), **module.state}, strict=True)
-    else:
-        raise ModuleFormatError(f"{module.path}: unknown module kind {module.card.kind!r}")
-    model.eval()
-    return model

@@ -1,4 +1,4 @@
-"""Signed statements: the contributor's module manifest and the hub's countersignature.
+"""The contributor's signed module manifest: build, sign, parse strictly, verify.
 
 A lab signs a *manifest*: canonical JSON binding the module bytes (sha256 and size), its card,
 the signing key's id, the hub it is meant for (audience), a random nonce and the issue time.
@@ -7,8 +7,9 @@ received and only then trusts what it parses from them; it never re-serializes a
 get the same bytes. Parsing is strict (canonical form only, no duplicate keys, exactly the
 known fields), so two parsers can never read one signed manifest differently.
 
-On approval the hub *countersigns* the manifest's digest with its own key; downstream clients
-pin the hub's public key and check both signatures before using a module.
+On approval the hub *countersigns* the manifest's digest with its own key
+(:mod:`moma.trust.countersignature`); downstream clients pin the hub's public key and check both
+signatures before using a module.
 
 Every signed payload starts with a ``format`` tag (``moma-manifest/1``, ``moma-countersignature/1``,
 ``moma-operator-auth/1``), so a signature made for one kind of statement can never be
@@ -19,51 +20,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import secrets
 from collections.abc import Callable, Container, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from moma.errors import TrustError
+from moma.trust.canonical import canonical_json, format_utc, parse_utc
 from moma.trust.keys import key_id, sign, verify
 
-__all__ = [
-    "COUNTERSIGNATURE_FORMAT",
-    "MANIFEST_FORMAT",
-    "MAX_MANIFEST_BYTES",
-    "OPERATOR_AUTH_FORMAT",
-    "Countersignature",
-    "Manifest",
-    "SignedManifest",
-    "build_manifest",
-    "canonical_json",
-    "countersign",
-    "format_utc",
-    "operator_auth_payload",
-    "parse_manifest",
-    "parse_utc",
-    "sign_manifest",
-    "verify_countersignature",
-    "verify_manifest",
-    "verify_manifest_signature",
-    "verify_payload",
-]
-
 MANIFEST_FORMAT = "moma-manifest/1"
-COUNTERSIGNATURE_FORMAT = "moma-countersignature/1"
-OPERATOR_AUTH_FORMAT = "moma-operator-auth/1"
 MAX_MANIFEST_BYTES = 1024 * 1024
 """Largest manifest accepted: cards are small; this keeps a manifest inside one gRPC message."""
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
 _NONCE_RE = re.compile(r"[0-9a-f]{32}")
-_UTC_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 _MANIFEST_FIELDS = (
     "format",
     "module_sha256",
@@ -75,61 +51,6 @@ _MANIFEST_FIELDS = (
     "issued_at",
 )
 
-
-# -- canonical JSON and times -------------------------------------------------------------------
-
-
-def canonical_json(obj: Any) -> bytes:
-    """The one byte string that represents ``obj``: UTF-8, sorted keys, no spaces, no NaN/inf.
-
-    Object keys must be strings (``json`` would silently turn ``1`` into ``"1"`` and let two
-    keys collide). Floats are written in Python's shortest round-trip form.
-    """
-    _check_json_value(obj, "$")
-    text = json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    return text.encode("utf-8")
-
-
-def _check_json_value(value: Any, where: str) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise TrustError(
-            f"cannot sign a non-finite number ({value}) at {where}: replace NaN/inf with null"
-        )
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TrustError(f"JSON key {key!r} at {where} is not a string: use str keys")
-            _check_json_value(item, f"{where}.{key}")
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _check_json_value(item, f"{where}[{index}]")
-    elif not isinstance(value, str | int | float | bool | type(None)):
-        raise TrustError(
-            f"value of type {type(value).__name__} at {where} is not JSON: use str, number, "
-            "bool, null, list or object"
-        )
-
-
-def format_utc(moment: datetime) -> str:
-    """ISO-8601 UTC to the second, ``2025-01-31T12:00:00Z``: the only time form that is signed."""
-    if moment.tzinfo is None:
-        raise ValueError("format_utc needs a timezone-aware datetime (use datetime.now(UTC))")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_utc(text: str) -> datetime:
-    """Parse the form written by :func:`format_utc`; any other spelling is refused."""
-    if not isinstance(text, str) or not _UTC_RE.fullmatch(text):
-        raise TrustError(f"time {text!r} is not ISO-8601 UTC like 2025-01-31T12:00:00Z")
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        raise TrustError(f"time {text!r} is not a valid calendar time") from None
-
-
-# -- the manifest -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -368,117 +289,3 @@ def verify_payload(manifest: Manifest, data_sha256: str, size: int) -> None:
             f"module sha256 {data_sha256} does not match the manifest's "
             f"{manifest.module_sha256}: upload the exact file that was signed"
         )
-
-
-# -- hub countersignature -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Countersignature:
-    """The hub's statement "manifest X (module Y) is in state S since T", signed by its key."""
-
-    manifest_sha256: str
-    module_sha256: str
-    state: str
-    time: str
-    hub_key_id: str
-    signature: bytes = field(repr=False)
-
-    def payload(self) -> bytes:
-        """The canonical bytes the hub signs (every field but the signature, plus the format)."""
-        return canonical_json(
-            {
-                "format": COUNTERSIGNATURE_FORMAT,
-                "manifest_sha256": self.manifest_sha256,
-                "module_sha256": self.module_sha256,
-                "state": self.state,
-                "time": self.time,
-                "hub_key_id": self.hub_key_id,
-            }
-        )
-
-
-def countersign(
-    signed: SignedManifest,
-    hub_private_key: Ed25519PrivateKey,
-    *,
-    state: str = "approved",
-    now: datetime | None = None,
-) -> Countersignature:
-    """The hub's signature over a (verified) manifest's digest, its state and the time."""
-    manifest = parse_manifest(signed.manifest_bytes)
-    unsigned = Countersignature(
-        manifest_sha256=signed.manifest_sha256,
-        module_sha256=manifest.module_sha256,
-        state=state,
-        time=format_utc(now if now is not None else datetime.now(UTC)),
-        hub_key_id=key_id(hub_private_key.public_key()),
-        signature=b"",
-    )
-    return Countersignature(
-        **{**asdict(unsigned), "signature": sign(hub_private_key, unsigned.payload())}
-    )
-
-
-def verify_countersignature(
-    countersignature: Countersignature,
-    signed: SignedManifest,
-    hub_public_key: Ed25519PublicKey,
-    *,
-    accepted_states: Container[str] = ("approved",),
-) -> None:
-    """Check that the pinned hub key countersigned exactly this manifest, in an accepted state."""
-    pinned = key_id(hub_public_key)
-    if countersignature.hub_key_id != pinned:
-        raise TrustError(
-            f"countersigned by hub key {countersignature.hub_key_id}, but the pinned hub key is "
-            f"{pinned}: check you are talking to the right hub, or update the pinned key"
-        )
-    if not verify(hub_public_key, countersignature.payload(), countersignature.signature):
-        raise TrustError(
-            f"bad hub countersignature for module {countersignature.module_sha256}: "
-            "the hub's statement was altered; do not use this module"
-        )
-    if countersignature.manifest_sha256 != signed.manifest_sha256:
-        raise TrustError(
-            "hub countersignature covers another manifest: the manifest was swapped in transit; "
-            "download the module again"
-        )
-    module_sha256 = parse_manifest(signed.manifest_bytes).module_sha256
-    if countersignature.module_sha256 != module_sha256:
-        raise TrustError(
-            f"hub countersignature names module {countersignature.module_sha256}, the manifest "
-            f"{module_sha256}: do not use this module"
-        )
-    if countersignature.state not in accepted_states:
-        raise TrustError(
-            f"module {module_sha256} is {countersignature.state!r} at the hub, not approved: "
-            "choose another module"
-        )
-
-
-# -- operator request authentication -------------------------------------------------------------
-
-
-def operator_auth_payload(
-    *, method: str, body_sha256: str, nonce: str, time_unix: int, key_id: str, hub_id: str
-) -> bytes:
-    """The canonical bytes an operator signs to authenticate one OperatorService request.
-
-    ``method`` is the full gRPC method path (``/moma.hub.v1.OperatorService/ApproveModule``),
-    ``body_sha256`` the hex sha256 of the request serialized deterministically with its
-    ``auth`` field cleared (see ``protos/moma/hub/v1/hub.proto``). Binding method, body,
-    audience, nonce and time means a captured signature authorizes nothing else, on no other
-    hub, and only once.
-    """
-    return canonical_json(
-        {
-            "format": OPERATOR_AUTH_FORMAT,
-            "method": method,
-            "body_sha256": body_sha256,
-            "nonce": nonce,
-            "time": time_unix,
-            "key_id": key_id,
-            "hub_id": hub_id,
-        }
-    )

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from moma.amc.head_refit import affine_fit, last_head_linear, refit_head
-from moma.backbones.cgcnn import CGCNNBackbone
+from moma.backbones.cgcnn.backbone import CGCNNBackbone
 from moma.data.readers import load_dataset
 from moma.paths import downstream_task_path
 from moma.training.loop import predict_standardized

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from moma.amc.merge import MergeInput, average_parameters, check_mergeable, select_weights
-from moma.backbones.cgcnn import CGCNNBackbone
+from moma.backbones.cgcnn.backbone import CGCNNBackbone
 from moma.errors import IncompatibleModulesError, MomaError
 
 BASE = "1234abcd" + "0" * 56

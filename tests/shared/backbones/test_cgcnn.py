@@ -11,13 +11,9 @@ from pymatgen.core import Lattice, Structure
 from safetensors.torch import load_file
 from scipy.stats import spearmanr
 
-from moma.backbones.cgcnn import (
-    GAUSS_CENTRES,
-    MAX_NEIGHBOURS,
-    PAD_DISTANCE,
-    CGCNNBackbone,
-    gaussian_expand,
-)
+from moma.backbones.cgcnn.backbone import CGCNNBackbone
+from moma.backbones.cgcnn.featurizer import GAUSS_CENTRES, MAX_NEIGHBOURS, PAD_DISTANCE
+from moma.backbones.cgcnn.model import gaussian_expand
 from moma.errors import DataError
 from moma.graphs.cache import featurize
 from moma.training.loop import embed_graphs, predict_standardized

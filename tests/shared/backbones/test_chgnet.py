@@ -19,13 +19,10 @@ from torch_geometric.utils import scatter
 
 from moma.backbones.adapters import freeze_for_adapter_training, insert_adapters
 from moma.backbones.base import Graph
-from moma.backbones.chgnet import (
-    GRAPH_DTYPES,
-    CHGNetBackbone,
-    CHGNetModel,
-    checkpoint_path,
-    read_checkpoint,
-)
+from moma.backbones.chgnet.backbone import CHGNetBackbone
+from moma.backbones.chgnet.checkpoint import checkpoint_path, read_checkpoint
+from moma.backbones.chgnet.featurizer import GRAPH_DTYPES
+from moma.backbones.chgnet.model import CHGNetModel
 from moma.backbones.registry import get_backbone
 from moma.errors import DataError
 from moma.paths import downstream_task_path

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from moma.backbones.chgnet import checkpoint_path
+from moma.backbones.chgnet.checkpoint import checkpoint_path
 from moma.backbones.torch_zip_reader import read_torch_zip
 from moma.errors import ModuleFormatError
 

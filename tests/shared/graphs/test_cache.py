@@ -9,7 +9,7 @@ import numpy as np
 from pymatgen.core import Lattice, Structure
 
 from moma.backbones.base import Graph
-from moma.backbones.cgcnn import CGCNNFeaturizer
+from moma.backbones.cgcnn.featurizer import CGCNNFeaturizer
 from moma.graphs.cache import featurize
 from tests.conftest import to_structure
 
@@ -64,7 +64,7 @@ def test_damaged_cache_file_is_recomputed(tmp_path: Path,
 
 def test_empty_arrays_round_trip(tmp_path: Path, jarvis_2d_eform: dict[str, Any]) -> None:
     """CHGNet graphs of crystals without bonds hold (0, 5) arrays; the cache keeps them."""
-    from moma.backbones.chgnet import CHGNetBackbone
+    from moma.backbones.chgnet.backbone import CHGNetBackbone
 
     records = jarvis_2d_eform["records"][:40]
     items = [(r["id"], to_structure(r)) for r in records]

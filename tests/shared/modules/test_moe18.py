@@ -12,7 +12,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from moma.backbones.cgcnn import CGCNNBackbone
+from moma.backbones.cgcnn.backbone import CGCNNBackbone
 from moma.errors import ModuleFormatError
 from moma.modules.card import ModuleCard
 from moma.modules.moe18 import import_moe18

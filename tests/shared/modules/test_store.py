@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from moma.backbones.adapters import adapter_state_keys, insert_adapters
-from moma.backbones.cgcnn import CGCNNBackbone
+from moma.backbones.cgcnn.backbone import CGCNNBackbone
 from moma.errors import ModuleFormatError
 from moma.modules.card import ModuleCard, TargetNormalizer
 from moma.modules.store import (

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from moma.backbones.adapters import adapter_state_keys, count_trainable, insert_adapters
-from moma.backbones.cgcnn import CGCNNBackbone
+from moma.backbones.cgcnn.backbone import CGCNNBackbone
 from moma.graphs.cache import featurize
 from moma.training.loop import TrainConfig, fit, predict_standardized
 from tests.conftest import to_structure

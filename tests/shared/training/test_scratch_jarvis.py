@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from moma.backbones.cgcnn import CGCNNBackbone
+from moma.backbones.cgcnn.backbone import CGCNNBackbone
+from moma.data.prepared import prepare
 from moma.data.readers import load_dataset
 from moma.paths import downstream_task_path
 from moma.training.loop import TrainConfig
-from moma.training.run import prepare, train_module
+from moma.training.run import train_module
 
 
 def test_cgcnn_from_scratch_halves_the_train_mean_error(tmp_path: Path) -> None:

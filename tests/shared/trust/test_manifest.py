@@ -13,24 +13,20 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from moma.errors import TrustError
+from moma.trust.canonical import canonical_json, format_utc, parse_utc
+from moma.trust.countersignature import Countersignature, countersign, verify_countersignature
 from moma.trust.keys import KeyPair, generate_keypair, key_id, sign, verify
 from moma.trust.manifest import (
-    Countersignature,
     Manifest,
     SignedManifest,
     build_manifest,
-    canonical_json,
-    countersign,
-    format_utc,
-    operator_auth_payload,
     parse_manifest,
-    parse_utc,
     sign_manifest,
-    verify_countersignature,
     verify_manifest,
     verify_manifest_signature,
     verify_payload,
 )
+from moma.trust.operator_auth import operator_auth_payload
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 HUB = "hub.example"

@@ -2,13 +2,14 @@
 
 1. Start state: ``initial_model`` (the same as ``moma-client train``: the declared base, a fresh
    seeded head, adapters for an adapter run) gives the base sha256 and the trainable tensors.
-2. Handshake: a query to every connected SuperNode; each lab answers with a signed join
-   statement. A lab is refused (and the card says why) if its signature or nonce is wrong, its
-   data is another property or unit, or it pinned another base.
+2. Handshake (:mod:`~moma_client.federation.coordinator.admission`): a query to every
+   connected SuperNode; each lab answers with a signed join statement. A lab is refused (and
+   the card says why) if its signature or nonce is wrong, its data is another property or
+   unit, or it pinned another base.
 3. Rounds: Flower's FedAvg (optionally inside Flower's server-side DP wrapper) through
-   :class:`~moma_client.federation.strategy.Screened`; each lab also reports the val MAE of the
-   global state it received, so the best global state by pooled val MAE is kept (the same
-   early-stopping rule as central training).
+   :class:`~moma_client.federation.coordinator.strategy.Screened`; each lab also reports the
+   val MAE of the global state it received, so the best global state by pooled val MAE is
+   kept (the same early-stopping rule as central training).
 4. End: the final global state is evaluated on every lab's val split, the best state is then
    evaluated once on the test splits, and the module is saved with :func:`save_module`.
 """
@@ -35,25 +36,20 @@ from moma.backbones.registry import get_backbone
 from moma.modules.card import ModuleCard, TargetNormalizer, utc_now_iso
 from moma.modules.store import load_module, save_module
 from moma.training.modeling import initial_model, module_state
-from moma_client.federation.lab import to_wire, wire_schema
+from moma_client.federation.coordinator.admission import handshake, wait_for_labs
+from moma_client.federation.coordinator.strategy import LabFedAvg, Ledger, Screened
 from moma_client.federation.protocol import (
     CONFIG_KEY,
     METRICS_KEY,
-    PUBLIC_KEY_KEY,
-    SIGNATURE_KEY,
-    STATEMENT_KEY,
     FederationError,
     JoinStatement,
     RunSpec,
-    parse_join_statement,
     pooled_normalizer,
-    unb64,
 )
-from moma_client.federation.strategy import LabFedAvg, Ledger, Screened
+from moma_client.federation.wire import to_wire, wire_schema
 
 REPORT_FILE = "federation.json"
 PROGRESS_FILE = "progress.json"
-JOIN_WAIT_SECONDS = 120.0
 
 
 def _progress(spec: RunSpec, stage: str, **extra: Any) -> None:
@@ -61,64 +57,6 @@ def _progress(spec: RunSpec, stage: str, **extra: Any) -> None:
     folder = Path(spec.out)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / PROGRESS_FILE, {"stage": stage, "time": time.time(), **extra})
-
-
-def wait_for_labs(grid: Grid, spec: RunSpec, expected: int) -> list[int]:
-    """Node ids once ``expected`` labs (at least ``min_labs``) are connected, or what is there
-    after the join wait."""
-    need = max(expected, spec.min_labs)
-    deadline = time.monotonic() + JOIN_WAIT_SECONDS
-    while True:
-        nodes = sorted(grid.get_node_ids())
-        if len(nodes) >= need or time.monotonic() > deadline:
-            return nodes
-        time.sleep(1.0)
-
-
-def handshake(grid: Grid, spec: RunSpec, nodes: list[int], base_sha256: str
-              ) -> tuple[dict[int, JoinStatement], list[dict[str, str]]]:
-    """Ask every node to join; return accepted labs and refusals with reasons."""
-    messages = [Message(RecordDict({CONFIG_KEY: ConfigRecord({"nonce": spec.nonce})}),
-                        dst_node_id=n, message_type=MessageType.QUERY) for n in nodes]
-    replies = {m.metadata.src_node_id: m
-               for m in grid.send_and_receive(messages, timeout=spec.round_timeout)}
-    accepted: dict[int, JoinStatement] = {}
-    refused: list[dict[str, str]] = []
-    seen_keys: set[str] = set()
-    for node in nodes:
-        msg = replies.get(node)
-        who = f"node {node}"
-        try:
-            if msg is None:
-                raise FederationError("no answer to the handshake")
-            if msg.has_error():
-                raise FederationError(f"handshake failed on the lab: {msg.error.reason}")
-            cfg = msg.content.config_records[CONFIG_KEY]
-            lab = parse_join_statement(str(cfg[STATEMENT_KEY]).encode("utf-8"),
-                                       unb64(str(cfg[SIGNATURE_KEY])),
-                                       str(cfg[PUBLIC_KEY_KEY]), spec.nonce)
-            who = lab.key_id
-            if lab.property != spec.property or lab.unit != spec.unit:
-                raise FederationError(
-                    f"data is {lab.property!r} in {lab.unit!r}, the run declares "
-                    f"{spec.property!r} in {spec.unit!r}")
-            if lab.base_sha256 and lab.base_sha256 != base_sha256:
-                raise FederationError(
-                    f"lab pinned base {lab.base_sha256[:12]}…, the run trains from "
-                    f"{base_sha256[:12]}…")
-            if spec.kind == "adapter" and not lab.base_sha256:
-                raise FederationError("adapter run, but the lab has no base module (--base)")
-            if lab.key_id in seen_keys:
-                raise FederationError("a second node with the same lab key")
-            if lab.sizes.get("train", 0) < 2 or lab.sizes.get("val", 0) < 1:
-                raise FederationError(f"too few records (sizes {lab.sizes})")
-            seen_keys.add(lab.key_id)
-            accepted[node] = lab
-            log(INFO, "lab %s joined: %s", lab.key_id, lab.sizes)
-        except Exception as exc:  # a refusal is recorded, never fatal for the others
-            log(WARNING, "refusing %s: %s", who, exc)
-            refused.append({"lab": who, "reason": str(exc)})
-    return accepted, refused
 
 
 def _evaluate(grid: Grid, spec: RunSpec, labs: dict[int, JoinStatement],

@@ -1,5 +1,5 @@
 """The Flower ServerApp the coordinator's SuperLink runs (``flwr run``); see
-:mod:`moma_client.federation.coordinator` for what a run does."""
+:mod:`moma_client.federation.coordinator.run` for what a run does."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from moma.atomic_io import write_json
-from moma_client.federation.coordinator import REPORT_FILE, run_federation
+from moma_client.federation.coordinator.run import REPORT_FILE, run_federation
 from moma_client.federation.protocol import RunSpec
 
 app = ServerApp()
