@@ -29,12 +29,10 @@ from typing import Any
 
 from amc_hub import DOWNSTREAM, RUNS, build_family, moe18_modules
 
-from moma.amc.compose import ComposeOptions
-from moma.amc.pipeline import run_compose
-from moma.amc.selection import candidate_modules
+from moma.amc.registry import get_strategy
+from moma.api.compose import ComposeRequest
+from moma.api.compose import run as compose_run
 from moma.atomic_io import write_json
-from moma.backbones.registry import get_backbone
-from moma.data.prepared import prepare
 from moma.data.readers import load_dataset
 from moma.modules.store import load_module
 from moma.paths import downstream_task_path
@@ -167,34 +165,29 @@ def execute(run: Run, task: str, split: str, train_size: int | None, profile: st
     if path.is_file():
         return
     backbone_name = "chgnet" if run.hub == "chgnet" else "cgcnn"
-    backbone = get_backbone(backbone_name)
-    needs_modules = run.strategy not in ("backbone-ft", "scratch")
+    needs_modules = get_strategy(run.strategy).needs_modules
     folder = module_folder(run, profile) if needs_modules else moe18_modules()
-    dataset = load_dataset(downstream_task_path(task))
-    data = prepare(dataset, backbone, split, seed=0)
     # CHGNet fine-tuning gets 30 epochs even in the full profile (cost; see amc_hub.CHGNET_FULL)
     epochs = 30 if profile == "quick" or backbone_name == "chgnet" else 60
-    options = ComposeOptions(
-        strategy=run.strategy, merge=run.merge, kind=run.kind,
-        head=run.head, knn_layer=run.knn_layer, threshold=run.threshold,
+    excluded = leaking_sources(task, split) if run.hub != "moe18" else []
+    out = RUNS / "amc" / profile / path.relative_to(RESULTS / profile).with_suffix("")
+    request = ComposeRequest(
+        data=downstream_task_path(task), out=out,
+        candidates=([folder] if needs_modules else [])
+        + ([load_module(moe18_modules() / "mp_eform")] if run.with_base else []),
+        strategy=run.strategy, merge=run.merge, kind=run.kind, head=run.head,
+        backbone=backbone_name, split=split, train_size=train_size,
+        knn_layer=run.knn_layer, threshold=run.threshold,
+        base_dirs=(moe18_modules(),), exclude_tasks=excluded,
+        base_module=moe18_modules() / "mp_eform" if backbone_name == "cgcnn" else None,
         train=TrainConfig(epochs=epochs, batch_size=32,
                           lr=run.lr or (8e-5 if run.strategy != "scratch" else 3e-3),
                           head_lr_factor=10.0 if run.strategy != "scratch" else 1.0,
                           patience=10, seed=0),
-        base_dirs=(folder, moe18_modules()),
-        base_module=(load_module(moe18_modules() / "mp_eform")
-                     if backbone_name == "cgcnn" else None),
+        seed=0,
     )
-    candidates = (candidate_modules([folder], backbone=backbone_name, kind=run.kind,
-                                    exclude_task=task) if needs_modules else [])
-    excluded = leaking_sources(task, split) if run.hub != "moe18" else []
-    candidates = [c for c in candidates if c.card.task not in excluded]
-    if run.with_base:
-        candidates.append(load_module(moe18_modules() / "mp_eform"))
     tick = time.perf_counter()
-    out = RUNS / "amc" / profile / path.relative_to(RESULTS / profile).with_suffix("")
-    result = run_compose(data, backbone, candidates, options, out, seed=0,
-                         train_size=train_size)
+    result = compose_run(request)
     report: dict[str, Any] = dict(result.report)
     report["wall_s"] = time.perf_counter() - tick
     report["run"] = {"hub": run.hub, "label": run.name, "profile": profile,

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
+from rich.progress import Progress, TaskID
 
-from moma.amc.compose import ComposeOptions
-from moma.amc.pipeline import run_compose
-from moma.amc.selection import candidate_modules
-from moma.backbones.registry import get_backbone
-from moma.data.prepared import prepare
-from moma.data.readers import load_dataset
-from moma.errors import MomaError
-from moma.modules.store import load_module
-from moma.training.loop import EpochStats, TrainConfig
+from moma.amc.registry import HEADS, KINDS, KNN_LAYERS, help_text, merges, strategies
 from moma_client.cli.common import err, out, print_json, progress
 from moma_client.cli.hub_options import (
     Ca,
@@ -25,7 +19,9 @@ from moma_client.cli.hub_options import (
     Insecure,
     hub_candidate_folders,
 )
-from moma_client.hub.cache import default_cache
+
+if TYPE_CHECKING:
+    from moma.training.loop import EpochStats
 
 
 def compose(
@@ -43,12 +39,12 @@ def compose(
     backbone: Annotated[str, typer.Option(help="cgcnn or chgnet.")] = "cgcnn",
     split: Annotated[str, typer.Option(help="Published split (seed0..seed4) or 'random'.")] = "seed0",
     train_size: Annotated[int | None, typer.Option(help="Few-shot: use N training structures.")] = None,
-    strategy: Annotated[str, typer.Option(help="amc, select-average, all-average, random, backbone-ft or scratch.")] = "amc",
-    merge: Annotated[str, typer.Option(help="auto, average (shared base only), top1 or ensemble.")] = "auto",
-    kind: Annotated[str, typer.Option(help="full or adapter modules.")] = "full",
-    head: Annotated[str, typer.Option(help="fresh (a new head, the paper's) or inherit (the composed head, refitted by an affine map to the target).")] = "fresh",
+    strategy: Annotated[str, typer.Option(click_type=click.Choice(list(strategies())), help=help_text(strategies()))] = "amc",
+    merge: Annotated[str, typer.Option(click_type=click.Choice(list(merges())), help=help_text(merges()))] = "auto",
+    kind: Annotated[str, typer.Option(click_type=click.Choice(list(KINDS)), help=help_text(KINDS))] = "full",
+    head: Annotated[str, typer.Option(click_type=click.Choice(list(HEADS)), help=help_text(HEADS))] = "fresh",
     k: Annotated[int, typer.Option(help="Neighbours of the kNN proxy.")] = 5,
-    knn_layer: Annotated[str, typer.Option(help="What feeds the kNN: pooled (crystal embedding) or head (input of the head's output layer).")] = "pooled",
+    knn_layer: Annotated[str, typer.Option(click_type=click.Choice(list(KNN_LAYERS)), help="What feeds the kNN proxy: " + help_text(KNN_LAYERS))] = "pooled",
     threshold: Annotated[float, typer.Option(help="Drop modules below this weight.")] = 1e-3,
     solver: Annotated[str, typer.Option(help="cvxpy solver for the weights.")] = "CLARABEL",
     base_module: Annotated[Path | None, typer.Option(help="Base module for backbone-ft (CGCNN).")] = None,
@@ -63,42 +59,32 @@ def compose(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Compose modules for a dataset: AMC weights, merge, fine-tune, report (all local)."""
-    net = get_backbone(backbone)
-    dataset = load_dataset(data, task=task, target=target, skip_invalid=skip_invalid)
-    err.print(dataset.report.summary())
-    needs_modules = strategy not in ("backbone-ft", "scratch")
-    folders = list(modules)
-    if hub and needs_modules:
-        folders += hub_candidate_folders(hub, hub_key, ca, client_cert, client_key, insecure,
-                                         backbone=backbone, kind=kind, exclude_task=dataset.name)
-    if needs_modules and not folders:
-        raise MomaError("compose needs candidate modules: pass --modules DIR and/or --hub ADDR")
-    candidates = (candidate_modules(folders, backbone=backbone, kind=kind,
-                                    exclude_task=dataset.name) if needs_modules else [])
-    options = ComposeOptions(
-        strategy=strategy, merge=merge, kind=kind, k=k, threshold=threshold, solver=solver,
-        head=head, knn_layer=knn_layer,
+    from moma.api.compose import ComposeHooks, ComposeRequest, run
+    from moma.training.loop import TrainConfig
+    from moma_client.hub.cache import default_cache
+
+    request = ComposeRequest(
+        data=data, out=out_dir, candidates=list(modules), strategy=strategy, merge=merge,
+        kind=kind, head=head, backbone=backbone, task=task, target=target, split=split,
+        train_size=train_size, skip_invalid=skip_invalid, k=k, knn_layer=knn_layer,
+        threshold=threshold, solver=solver, base_module=base_module, seed=seed,
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
                           head_lr_factor=head_lr_factor, patience=patience, seed=seed,
                           device=device),
-        base_dirs=tuple(folders) + ((default_cache(),) if hub else ()),
-        base_module=load_module(base_module) if base_module else None,
     )
-    with progress() as bar:
-        feat = bar.add_task("graphs", total=len(dataset), info="")
-        prepared = prepare(dataset, net, split, seed=seed, skip_invalid=skip_invalid,
-                           on_progress=lambda d, t: bar.update(feat, completed=d, total=t))
-        enc = bar.add_task("encoding", total=max(1, len(candidates)), info="")
-        tune = bar.add_task("fine-tune", total=epochs, info="")
-
-        def on_epoch(part: int, stats: EpochStats, improved: bool) -> None:
-            bar.update(tune, completed=stats.epoch,
-                       info=f"part {part} val {stats.val_mae:.4f}{'*' if improved else ''}")
-
-        result = run_compose(prepared, net, candidates, options, out_dir, seed=seed,
-                             train_size=train_size,
-                             on_module=lambda d, t: bar.update(enc, completed=d, total=t),
-                             on_epoch=on_epoch)
+    bars = ComposeBars(epochs)
+    hooks = ComposeHooks(
+        on_dataset=lambda dataset: err.print(dataset.report.summary()),
+        more_candidates=(None if hub is None else lambda name: hub_candidate_folders(
+            hub, hub_key, ca, client_cert, client_key, insecure, backbone=backbone, kind=kind,
+            exclude_task=name)),
+        more_base_dirs=(default_cache(),) if hub else (),
+        on_featurize=bars.featurize, on_module=bars.module, on_epoch=bars.epoch,
+    )
+    try:
+        result = run(request, hooks)
+    finally:
+        bars.close()
     report = result.report
     if json_output:
         print_json(report)
@@ -113,3 +99,35 @@ def compose(
     out.print(f"test MAE {m['test_mae']:.4g} (val {m['val_mae']:.4g}; train-mean predictor "
               f"{m['test_mae_train_mean']:.4g}, train-median {m['test_mae_train_median']:.4g})")
     out.print(f"report: {out_dir / 'report.json'}")
+
+
+class ComposeBars:
+    """Progress bars for graphs, encoding and fine-tuning, drawn from the first update on (so
+    that nothing is drawn while arguments are checked or a hub is asked for candidates)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+        self.bar: Progress | None = None
+        self.ids: dict[str, TaskID] = {}
+
+    def _update(self, name: str, **fields: Any) -> None:
+        if self.bar is None:
+            self.bar = progress()
+            self.bar.start()
+            for stage, total in (("graphs", 1), ("encoding", 1), ("fine-tune", self.epochs)):
+                self.ids[stage] = self.bar.add_task(stage, total=total, info="")
+        self.bar.update(self.ids[name], **fields)
+
+    def featurize(self, done: int, total: int) -> None:
+        self._update("graphs", completed=done, total=total)
+
+    def module(self, done: int, total: int) -> None:
+        self._update("encoding", completed=done, total=total)
+
+    def epoch(self, part: int, stats: EpochStats, improved: bool) -> None:
+        self._update("fine-tune", completed=stats.epoch,
+                     info=f"part {part} val {stats.val_mae:.4f}{'*' if improved else ''}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -5,16 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
-from moma.backbones.registry import get_backbone
-from moma.data.structure_files import read_structures
-from moma.errors import DataError
-from moma.graphs.cache import featurize
-from moma.modules.ensemble import load_weighted_modules
-from moma.modules.loading import model_from_module
-from moma.training.loop import predict_standardized, resolve_device
 from moma_client.cli.common import out, print_json
 
 
@@ -26,23 +18,16 @@ def predict(
     json_output: Annotated[bool, typer.Option("--json", help="Print predictions as JSON.")] = False,
 ) -> None:
     """Predict each structure's property with MODULE (target units from its card)."""
-    parts = load_weighted_modules(module)
-    card = parts[0][0].card
-    backbone = get_backbone(card.backbone)
-    structures = read_structures(files)
-    featurized = featurize(backbone.featurizer(), structures, cache=False)
-    if featurized.rejected:
-        first = featurized.rejected[0]
-        raise DataError(f"{first.reason} (in the input files)")
-    total = sum(weight for _, weight in parts)
-    values = np.zeros(len(featurized.graphs))
-    for loaded, weight in parts:
-        model = model_from_module(backbone, loaded, base_dir or []).to(resolve_device(device))
-        z = predict_standardized(backbone, model, featurized.graphs, device=device)
-        values += (weight / total) * loaded.card.normalizer.denormalize(z)
-    rows = [{"id": i, "prediction": float(v)} for i, v in zip(featurized.ids, values, strict=True)]
+    from moma.api.predict import load
+    from moma.data.structure_files import read_structures
+
+    model = load(module, base_dirs=base_dir or [], device=device)
+    table = model.predict(dict(read_structures(files)))
+    card = model.card
+    rows = [{"id": str(i), "prediction": float(v)}
+            for i, v in zip(table["id"], table["prediction"], strict=True)]
     if json_output:
-        print_json({"module": card.name, "module_ids": [m.module_id for m, _ in parts],
+        print_json({"module": card.name, "module_ids": model.module_ids,
                     "property": card.property, "unit": card.unit, "predictions": rows})
         return
     out.print(f"# {card.property} ({card.unit}) by {card.name}")

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from moma.backbones.registry import get_backbone
-from moma.data.prepared import prepare
-from moma.data.readers import load_dataset
-from moma.modules.store import load_module
-from moma.training.loop import EpochStats, TrainConfig
-from moma.training.run import train_module
 from moma_client.cli.common import err, out, print_json, progress
+
+if TYPE_CHECKING:
+    from moma.data.prepared import PreparedData
+    from moma.training.loop import EpochStats
 
 
 def train(
@@ -39,33 +37,37 @@ def train(
     json_output: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
     """Train a module; writes OUT/module.safetensors and OUT/card.json (metrics in target units)."""
-    net = get_backbone(backbone)
-    dataset = load_dataset(data, task=task, target=target, skip_invalid=skip_invalid)
-    init_module = load_module(init) if init is not None else None
-    err.print(dataset.report.summary())
-    with progress() as bar:
-        feat = bar.add_task("graphs", total=len(dataset), info="")
-        prepared = prepare(dataset, net, split, seed=seed, skip_invalid=skip_invalid,
-                           on_progress=lambda d, t: bar.update(feat, completed=d, total=t))
-        bar.update(feat, completed=len(dataset), info="cached" if prepared.cache_hit else "")
-        if max_train is not None and max_train < len(prepared.split["train"]):
-            import numpy as np
+    from moma.api.train import TrainHooks
+    from moma.api.train import train as train_api
+    from moma.training.loop import TrainConfig
 
-            rng = np.random.default_rng(seed)
-            keep = sorted(rng.choice(prepared.split["train"], size=max_train, replace=False).tolist())
-            prepared.split = {**prepared.split, "train": keep}
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
-                             head_lr_factor=head_lr_factor, patience=patience, loss=loss,
-                             seed=seed, device=device)
-        task_id = bar.add_task("epochs", total=epochs, info="")
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
+                         head_lr_factor=head_lr_factor, patience=patience, loss=loss,
+                         seed=seed, device=device)
+    with progress() as bar:
+        feat = bar.add_task("graphs", total=None, info="", visible=False)
+        epoch_bar = bar.add_task("epochs", total=epochs, info="", visible=False)
+
+        def on_featurize(done: int, total: int) -> None:
+            bar.update(feat, completed=done, total=total, visible=True)
+
+        def on_prepared(prepared: PreparedData) -> None:
+            n = len(prepared.dataset)
+            bar.update(feat, completed=n, total=n, visible=True,
+                       info="cached" if prepared.cache_hit else "")
+            bar.update(epoch_bar, visible=True)
 
         def on_epoch(stats: EpochStats, improved: bool) -> None:
             mark = "*" if improved else " "
-            bar.update(task_id, completed=stats.epoch,
+            bar.update(epoch_bar, completed=stats.epoch,
                        info=f"loss {stats.train_loss:.4f} val {stats.val_mae:.4f}{mark}")
 
-        outcome = train_module(prepared, net, kind=kind, config=config, out=out_dir,
-                               init=init_module, name=name, on_epoch=on_epoch)
+        hooks = TrainHooks(on_dataset=lambda dataset: err.print(dataset.report.summary()),
+                           on_featurize=on_featurize, on_prepared=on_prepared,
+                           on_epoch=on_epoch)
+        outcome = train_api(data, out_dir, backbone=backbone, kind=kind, init=init, task=task,
+                            target=target, split=split, config=config, max_train=max_train,
+                            name=name, skip_invalid=skip_invalid, hooks=hooks)
     card = outcome.card
     if json_output:
         print_json(card.to_json())

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from moma.amc.leakage import leaks
 from moma.errors import MomaError
 from moma_client.hub.cache import Fetched, ModuleCache
 from moma_client.hub.client import HubCard, HubClient
@@ -35,11 +36,6 @@ class HubCandidates:
         return sum(1 for f in self.fetched if not f.from_cache)
 
 
-def same_task(a: str, b: str) -> bool:
-    """Task names match up to a ``:target`` suffix (as in :mod:`moma.amc.selection`)."""
-    return a.split(":")[0] == b.split(":")[0]
-
-
 def fetch_candidates(client: HubClient, cache: ModuleCache, *, backbone: str, kind: str,
                      exclude_task: str | None,
                      on_module: Callable[[int, int, HubCard], None] | None = None
@@ -58,7 +54,7 @@ def fetch_candidates(client: HubClient, cache: ModuleCache, *, backbone: str, ki
             result.skipped.append((summary.module_id, f"signed card is a {card.kind} "
                                    f"{card.backbone} module, not {kind} {backbone}"))
             continue
-        if exclude_task and same_task(card.task, exclude_task):
+        if leaks(card.task, (exclude_task,)):
             result.skipped.append((summary.module_id, f"trained on {card.task}, the task "
                                    "being composed for"))
             continue
@@ -75,4 +71,4 @@ def fetch_candidates(client: HubClient, cache: ModuleCache, *, backbone: str, ki
     return result
 
 
-__all__ = ["HubCandidates", "fetch_candidates", "same_task"]
+__all__ = ["HubCandidates", "fetch_candidates"]

@@ -13,12 +13,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import moma
-from moma.amc.compose import ComposeOptions, Part, fine_tune, plan, predict_parts, start_models
+from moma.amc.compose import (
+    ComposeOptions,
+    Part,
+    fine_tune,
+    plan,
+    predict_parts,
+    start_models,
+)
 from moma.amc.head_refit import refit_head
 from moma.amc.plots import parity_png, weights_png
 from moma.atomic_io import write_json
@@ -31,11 +38,40 @@ from moma.training.loop import EpochStats
 from moma.training.modeling import module_state
 from moma.training.run import baseline_maes, normalizer_for
 
+if TYPE_CHECKING:
+    from moma.api.predict import Model
+
 
 @dataclass
 class ComposeResult:
+    """A finished compose: its report (also in ``out/report.json``) and where the composed
+    module, ``weights.png`` and ``parity.png`` were written."""
+
     report: dict[str, Any]
     out: Path
+    base_dirs: tuple[Path, ...] = ()
+    """Where the composed module's base may be found (adapter compositions)."""
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Validation and test MAE beside the train-mean and train-median predictors."""
+        return dict(self.report["metrics"])
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Each composed module's weight, by module name."""
+        return {entry["name"]: entry["weight"] for entry in self.report["composed_from"]}
+
+    @property
+    def module_path(self) -> Path:
+        """The composed module folder (an ensemble folder for ``--merge ensemble``)."""
+        return Path(self.report["module"]["path"])
+
+    def model(self, device: str = "cpu") -> Model:
+        """The composed model, loaded and ready to predict (a :class:`moma.api.Model`)."""
+        from moma.api.predict import load
+
+        return load(self.module_path, base_dirs=self.base_dirs, device=device)
 
 
 def subsample_train(train_idx: list[int], size: int | None, seed: int) -> list[int]:
@@ -147,7 +183,7 @@ def run_compose(
                     np.zeros(len(chosen.modules)), f"{options.strategy} weights for {ds.name}")
     parity_png(out / "parity.png", test_y, test_pred, ds.unit,
                f"{ds.name}: {options.strategy}/{chosen.merge}")
-    return ComposeResult(report, out)
+    return ComposeResult(report, out, tuple(Path(d) for d in options.base_dirs))
 
 
 def _save_parts(folder: Path, parts: Sequence[Part], card_base: dict[str, Any],

@@ -25,6 +25,8 @@ import torch
 
 from moma.amc.head_refit import last_head_linear
 from moma.amc.knn import loo_knn_predict, proxy_mae
+from moma.amc.leakage import leaks
+from moma.amc.registry import KNN_LAYERS
 from moma.amc.weights import solve_module_weights
 from moma.backbones.base import Backbone, BackboneModel, Graph
 from moma.errors import MomaError
@@ -62,9 +64,11 @@ class Selection:
 
 
 def candidate_modules(folders: Sequence[Path], *, backbone: str, kind: str,
-                      exclude_task: str | None = None) -> list[LoadedModule]:
+                      exclude_task: str | None = None,
+                      exclude_tasks: Sequence[str] = ()) -> list[LoadedModule]:
     """Modules below ``folders`` usable for this compose: same backbone and kind, and never one
-    trained on the downstream task itself (that would leak its labels into the selection)."""
+    trained on the downstream task itself (that would leak its labels into the selection), nor
+    on any of ``exclude_tasks`` (the rule of :mod:`moma.amc.leakage`)."""
     found: dict[str, tuple[Path, ModuleCard]] = {}
     for folder in folders:
         for path, card in list_modules(Path(folder)):
@@ -73,7 +77,7 @@ def candidate_modules(folders: Sequence[Path], *, backbone: str, kind: str,
         load_module(path)
         for path, card in sorted(found.values(), key=lambda pc: pc[1].name)
         if card.backbone == backbone and card.kind == kind
-        and not (exclude_task and _same_task(card.task, exclude_task))
+        and not leaks(card.task, (exclude_task, *exclude_tasks))
     ]
     if not chosen:
         raise MomaError(
@@ -82,16 +86,6 @@ def candidate_modules(folders: Sequence[Path], *, backbone: str, kind: str,
             + "; train or import some first (moma-client train / modules import-moe18)"
         )
     return chosen
-
-
-def _same_task(a: str, b: str) -> bool:
-    return a.split(":")[0] == b.split(":")[0]
-
-
-KNN_LAYERS = ("pooled", "head")
-"""What feeds the kNN: ``pooled``, the crystal embedding the head reads (CGCNN: 64-dim mean
-of atom features); ``head``, the input of the head's output layer (CGCNN: 32-dim after
-``conv_to_fc``), more task-specific, less general."""
 
 
 @torch.no_grad()

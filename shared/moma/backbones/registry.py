@@ -1,4 +1,5 @@
-"""Backbones by name. Adding one is a new file plus one line in ``_FACTORIES``."""
+"""Backbones by name. Adding one is a new package plus one line in ``_FACTORIES`` and
+``_PRETRAINED``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ def _chgnet() -> Backbone:
 
 
 _FACTORIES: dict[str, Callable[[], Backbone]] = {"cgcnn": _cgcnn, "chgnet": _chgnet}
+_PRETRAINED: dict[str, bool] = {"cgcnn": False, "chgnet": True}
+"""Whether the backbone ships its own pretrained base (known without building it, so that
+arguments can be checked before anything is loaded)."""
 _CACHE: dict[str, Backbone] = {}
 _LOCK = threading.RLock()
 """One construction at a time: a server builds backbones from a warm-up thread and from
@@ -32,10 +36,21 @@ def backbone_names() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def get_backbone(name: str) -> Backbone:
-    """The backbone registered under ``name`` (one instance per process)."""
+def check_backbone_name(name: str) -> str:
+    """``name`` if a backbone is registered under it, else the error naming the choices."""
     if name not in _FACTORIES:
         raise MomaError(f"unknown backbone {name!r}; choose one of: {', '.join(backbone_names())}")
+    return name
+
+
+def has_pretrained_base(name: str) -> bool:
+    """Whether :meth:`Backbone.pretrained_base` of ``name`` returns weights (not None)."""
+    return _PRETRAINED[check_backbone_name(name)]
+
+
+def get_backbone(name: str) -> Backbone:
+    """The backbone registered under ``name`` (one instance per process)."""
+    check_backbone_name(name)
     with _LOCK:
         if name not in _CACHE:
             _CACHE[name] = _FACTORIES[name]()

@@ -238,7 +238,7 @@ def _load_extxyz(path: Path, task: str | None, target: str | None, skip_invalid:
     key = target or "target"
     rows = [
         build_row(index, atoms.info.get("id", index), _frame_target(atoms, key), key,
-                  functools.partial(_structure_from_atoms, atoms))
+                  functools.partial(structure_from_atoms, atoms))
         for index, atoms in enumerate(frames)
     ]
     return finalize(
@@ -260,7 +260,7 @@ def _frame_target(atoms: Any, key: str) -> object:
     return results.get(key)
 
 
-def _structure_from_atoms(atoms: Any) -> Structure:
+def structure_from_atoms(atoms: Any) -> Structure:
     """A structure from ASE atoms; the cell must span three dimensions (treated as periodic)."""
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
     if not cell.any():

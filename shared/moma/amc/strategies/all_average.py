@@ -1,0 +1,19 @@
+"""``all-average``: every candidate, uniform weights (is selection needed?)."""
+
+from __future__ import annotations
+
+from moma.amc.plan import Plan, PlanInput
+from moma.amc.registry import Strategy
+from moma.amc.strategies import uniform
+
+
+def plan(inp: PlanInput) -> Plan:
+    chosen = list(inp.candidates)
+    return Plan(chosen, uniform(len(chosen)), "", "")
+
+
+STRATEGY = Strategy(
+    name="all-average",
+    description="ablation: every candidate, uniform weights",
+    plan=plan,
+)
