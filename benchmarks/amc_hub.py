@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,12 @@ DOWNSTREAM = [
     "mp_poisson_ratio", "mp_poly_electronic", "mp_poly_total",
 ]
 CASTELLI = ["e_form", "dir_gap", "ind_gap"]
-PROFILES = {
+PROFILES: dict[str, dict[str, Any]] = {
     # epochs for castelli sources / downstream sources, castelli training subsample
     "quick": {"castelli_epochs": 8, "task_epochs": 30, "castelli_train": 2000},
     "full": {"castelli_epochs": 30, "task_epochs": 100, "castelli_train": None},
+    # end-to-end checks of the tooling (tests), never results
+    "smoke": {"castelli_epochs": 1, "task_epochs": 1, "castelli_train": 64},
 }
 # CHGNet costs 4-5x more per step than CGCNN on 2 cores, so its families get a smaller budget
 # under the full profile (recorded in each module's card through its training config).
@@ -72,7 +75,8 @@ def record_recipe(out: Path, recipe: dict[str, Any]) -> None:
     save_module(out, module.state, replace(module.card, extra=extra))
 
 
-def build_family(family: str, profile: str) -> Path:
+def build_family(family: str, profile: str, only: Sequence[str] = ()) -> Path:
+    """Train the family's missing modules (``only``: just these sources) and return its folder."""
     backbone_name, kind = family.split("-")
     backbone = get_backbone(backbone_name)
     settings = PROFILES[profile]
@@ -85,6 +89,8 @@ def build_family(family: str, profile: str) -> Path:
         for t in CASTELLI
     ] + [(task, str(downstream_task_path(task)), None) for task in DOWNSTREAM]
     for name, path, target in sources:
+        if only and name not in only:
+            continue
         out = folder / name
         if (out / "card.json").is_file():
             continue
@@ -104,7 +110,8 @@ def build_family(family: str, profile: str) -> Path:
                                name=name)
         record_recipe(staging, {
             "builder": "benchmarks/amc_hub.py", "family": family, "profile": profile,
-            "command": f"benchmarks/amc_hub.py --family {family} --profile {profile}",
+            "command": f"benchmarks/amc_hub.py --family {family} --profile {profile}"
+                       + (f" --sources {','.join(only)}" if only else ""),
             "source": name, "data": Path(path).name, "target": target, "split": "seed0",
             "train_subsample": len(data.split["train"]),
             "init": "moe18/mp_eform" if init is not None else f"pretrained {backbone_name}",
@@ -121,9 +128,10 @@ def main() -> None:
     parser.add_argument("--family", action="append", required=True,
                         choices=["cgcnn-full", "cgcnn-adapter", "chgnet-full", "chgnet-adapter"])
     parser.add_argument("--profile", choices=list(PROFILES), default="quick")
+    parser.add_argument("--sources", default="", help="comma-separated sources (default: all)")
     args = parser.parse_args()
     for family in args.family:
-        build_family(family, args.profile)
+        build_family(family, args.profile, [s for s in args.sources.split(",") if s])
 
 
 if __name__ == "__main__":
