@@ -118,3 +118,15 @@ def test_lru_budget_drops_the_oldest(backbone: CHGNetBackbone, graphs: list[Grap
     assert cache.get(("w", "0")) is items[0]  # 0 is now the most recently used
     cache.put(("w", "2"), items[2])
     assert cache.get(("w", "1")) is None and cache.nbytes <= cache.max_bytes
+
+
+def test_pretrained_base_leaves_the_global_generator_alone() -> None:
+    """The first compose of a process must start like every later one with the same seed."""
+    from moma.backbones.chgnet.backbone import _pretrained_base
+
+    _pretrained_base.cache_clear()
+    torch.manual_seed(0)
+    CHGNetBackbone().pretrained_base()
+    after = torch.rand(4)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(4))
