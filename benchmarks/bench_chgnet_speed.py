@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from amc_hub import RUNS
 from amc_results import leaking_sources
@@ -65,6 +66,57 @@ def one_run(args: argparse.Namespace, fast: bool, folder: Path) -> dict[str, Any
             "cache_misses": CACHE.misses}
 
 
+def interleaved(args: argparse.Namespace) -> None:
+    """Per-batch cost, fast path off and on alternately on the same batches (robust to the load
+    of a shared machine drifting during a long run): training step and encoding."""
+    from moma.amc.compose import with_state
+    from moma.backbones.adapters import freeze_for_adapter_training
+    from moma.backbones.registry import get_backbone
+    from moma.data.prepared import prepare
+    from moma.data.readers import load_dataset
+    from moma.training.loop import batches, set_train_mode
+
+    backbone = get_backbone("chgnet")
+    data = prepare(load_dataset(downstream_task_path(args.task)), backbone, args.split)
+    graphs, _ = data.part("train")
+    state, _ = backbone.pretrained_base()
+    model = with_state(backbone, state, "adapter", None)
+    freeze_for_adapter_training(model)
+    chosen = batches(backbone, graphs, range(len(graphs)), 32)[: args.interleaved]
+    CACHE.clear()
+    with fast_path(True), torch.no_grad():  # fill the cache (a warm run's state)
+        for _, batch in chosen:
+            model(batch)
+    times: dict[str, list[float]] = {"train_slow": [], "train_fast": [], "encode_slow": [],
+                                     "encode_fast": []}
+    for _, batch in chosen:
+        for fast in (False, True):
+            name = "fast" if fast else "slow"
+            with fast_path(fast):
+                set_train_mode(model, adapter_only=True)
+                tick = time.perf_counter()
+                model(batch).sum().backward()
+                times[f"train_{name}"].append(time.perf_counter() - tick)
+                model.zero_grad(set_to_none=True)
+                with torch.no_grad():
+                    tick = time.perf_counter()
+                    model.embed(batch)
+                    times[f"encode_{name}"].append(time.perf_counter() - tick)
+    ratio = {k: float(np.median(np.array(times[f"{k}_slow"]) / np.array(times[f"{k}_fast"])))
+             for k in ("train", "encode")}
+    print(f"interleaved, {len(chosen)} batches of 32 from {args.task}: median per-batch "
+          f"before/after {ratio['train']:.2f}x training step, {ratio['encode']:.2f}x encoding "
+          f"(medians s: train {np.median(times['train_slow']):.2f} -> "
+          f"{np.median(times['train_fast']):.2f}, encode {np.median(times['encode_slow']):.2f} "
+          f"-> {np.median(times['encode_fast']):.2f})")
+    record = {"task": args.task, "mode": "interleaved", "batches": len(chosen), "ratio": ratio,
+              "median_s": {k: float(np.median(v)) for k, v in times.items()},
+              "threads": torch.get_num_threads(),
+              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    with OUT.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", default="mp_eps_electronic")
@@ -72,7 +124,12 @@ def main() -> None:
     parser.add_argument("--strategy", default="amc", choices=["amc", "backbone-ft"])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--lr", type=float, default=8e-5)
+    parser.add_argument("--interleaved", type=int, default=0, metavar="BATCHES",
+                        help="only the per-batch comparison, on this many training batches")
     args = parser.parse_args()
+    if args.interleaved:
+        interleaved(args)
+        return
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-chgnet-") as tmp:
         CACHE.clear()
