@@ -12,7 +12,10 @@ a downstream task, the module trained on that same task is never a candidate
 (``moma.amc.selection.candidate_modules`` excludes it).
 
 Run: ``.venv/bin/python benchmarks/amc_hub.py --family cgcnn-full [--profile quick|full]``.
-Modules land in ``runs/hub/<family>/<source>/``; a module already there is kept (resumable).
+Modules land in ``$MOMA_RUNS/hub/<family>/<source>/`` (``moma.paths.runs_dir``, default
+``~/.cache/moma/runs``, outside the work tree); a module already there is kept (resumable). Each
+card's ``extra.recipe`` records how the module was built (family, profile, source, subsample,
+the command that rebuilds it) beside the training config in ``hyperparameters``.
 """
 
 from __future__ import annotations
@@ -20,29 +23,33 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from moma.backbones.registry import get_backbone
 from moma.data.prepared import prepare
 from moma.data.readers import load_dataset
 from moma.modules.moe18 import import_moe18
-from moma.modules.store import load_module
-from moma.paths import downstream_task_path, moe18_dir, shared_dir
+from moma.modules.store import load_module, save_module
+from moma.paths import downstream_task_path, moe18_dir, runs_dir, shared_dir
 from moma.training.loop import TrainConfig
 from moma.training.run import train_module
 
-ROOT = Path(__file__).resolve().parents[1]
-RUNS = ROOT / "runs"
+RUNS = runs_dir()
 DOWNSTREAM = [
     "expt_eform", "jarvis_2d_dielectric_opt", "jarvis_2d_dielectric_tbmbj", "jarvis_2d_eform",
     "jarvis_2d_exfoliation", "jarvis_2d_gap_tbmbj", "mp_elastic_anisotropy", "mp_eps_electronic",
     "mp_poisson_ratio", "mp_poly_electronic", "mp_poly_total",
 ]
 CASTELLI = ["e_form", "dir_gap", "ind_gap"]
-PROFILES = {
+PROFILES: dict[str, dict[str, Any]] = {
     # epochs for castelli sources / downstream sources, castelli training subsample
     "quick": {"castelli_epochs": 8, "task_epochs": 30, "castelli_train": 2000},
     "full": {"castelli_epochs": 30, "task_epochs": 100, "castelli_train": None},
+    # end-to-end checks of the tooling (tests), never results
+    "smoke": {"castelli_epochs": 1, "task_epochs": 1, "castelli_train": 64},
 }
 # CHGNet costs 4-5x more per step than CGCNN on 2 cores, so its families get a smaller budget
 # under the full profile (recorded in each module's card through its training config).
@@ -61,7 +68,15 @@ def moe18_modules() -> Path:
     return folder
 
 
-def build_family(family: str, profile: str) -> Path:
+def record_recipe(out: Path, recipe: dict[str, Any]) -> None:
+    """Add how the module was built to its card (same weights, so the same module id)."""
+    module = load_module(out)
+    extra = {**module.card.extra, "recipe": recipe}
+    save_module(out, module.state, replace(module.card, extra=extra))
+
+
+def build_family(family: str, profile: str, only: Sequence[str] = ()) -> Path:
+    """Train the family's missing modules (``only``: just these sources) and return its folder."""
     backbone_name, kind = family.split("-")
     backbone = get_backbone(backbone_name)
     settings = PROFILES[profile]
@@ -74,6 +89,8 @@ def build_family(family: str, profile: str) -> Path:
         for t in CASTELLI
     ] + [(task, str(downstream_task_path(task)), None) for task in DOWNSTREAM]
     for name, path, target in sources:
+        if only and name not in only:
+            continue
         out = folder / name
         if (out / "card.json").is_file():
             continue
@@ -88,8 +105,18 @@ def build_family(family: str, profile: str) -> Path:
             batch_size=64 if castelli else 32,
             lr=(1e-3 if kind == "adapter" else 3e-4), head_lr_factor=3.0,
             patience=10, seed=0)
-        outcome = train_module(data, backbone, kind=kind, config=config, out=out, init=init,
+        staging = folder / f".{name}.partial"
+        outcome = train_module(data, backbone, kind=kind, config=config, out=staging, init=init,
                                name=name)
+        record_recipe(staging, {
+            "builder": "benchmarks/amc_hub.py", "family": family, "profile": profile,
+            "command": f"benchmarks/amc_hub.py --family {family} --profile {profile}"
+                       + (f" --sources {','.join(only)}" if only else ""),
+            "source": name, "data": Path(path).name, "target": target, "split": "seed0",
+            "train_subsample": len(data.split["train"]),
+            "init": "moe18/mp_eform" if init is not None else f"pretrained {backbone_name}",
+        })
+        staging.rename(out)
         print(json.dumps({"family": family, "module": name, "seconds": time.perf_counter() - tick,
                           "val_mae": outcome.metrics["val_mae"],
                           "test_mae": outcome.metrics.get("test_mae")}), flush=True)
@@ -101,9 +128,10 @@ def main() -> None:
     parser.add_argument("--family", action="append", required=True,
                         choices=["cgcnn-full", "cgcnn-adapter", "chgnet-full", "chgnet-adapter"])
     parser.add_argument("--profile", choices=list(PROFILES), default="quick")
+    parser.add_argument("--sources", default="", help="comma-separated sources (default: all)")
     args = parser.parse_args()
     for family in args.family:
-        build_family(family, args.profile)
+        build_family(family, args.profile, [s for s in args.sources.split(",") if s])
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import save as safetensors_save
 from torch import Tensor
 
@@ -32,8 +33,12 @@ def state_sha256(state: Mapping[str, Tensor]) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _pretrained_base(path: Path) -> tuple[dict[str, Tensor], str]:
-    state = {key: value.detach().clone()
-             for key, value in CHGNetBackbone(path).build_pretrained().state_dict().items()}
+    # Building the model draws its random init from torch's global generator; this runs once
+    # per process (cached), so without fork_rng the first compose of a process would start
+    # from other random heads and adapters than every later one with the same seed.
+    with torch.random.fork_rng(devices=[]):
+        model = CHGNetBackbone(path).build_pretrained()
+    state = {key: value.detach().clone() for key, value in model.state_dict().items()}
     return state, state_sha256(state)
 
 
