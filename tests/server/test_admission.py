@@ -64,7 +64,7 @@ def test_idle_streams_do_not_starve_listing_or_downloads(
         for i in range(UPLOADS):
             stub = hub_pb2_grpc.ModuleServiceStub(channels[i % 4])
             calls.append(("upload", stub.Upload.future(_silent(stop))))
-        for i in range(DOWNLOADS):  # a server-streaming call whose request never comes
+        for _ in range(DOWNLOADS):  # a server-streaming call whose request never comes
             method = channels[4].stream_stream(
                 "/moma.hub.v1.ModuleService/Download",
                 request_serializer=hub_pb2.DownloadRequest.SerializeToString,

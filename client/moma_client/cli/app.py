@@ -9,6 +9,7 @@ import click
 import typer
 
 from moma.errors import ExitCode, MomaError
+from moma.safe_text import for_markup
 from moma_client.cli.common import err
 from moma_client.cli.compose import compose
 from moma_client.cli.contribute import contribute
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = app(args=argv, standalone_mode=False)
     except MomaError as exc:
-        err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        err.print(f"[red]error:[/red] {for_markup(exc)}", soft_wrap=True)
         sys.exit(int(exc.exit_code))
     except click.exceptions.Abort:
         err.print("aborted")

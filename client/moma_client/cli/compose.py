@@ -14,6 +14,7 @@ from moma.backbones.registry import get_backbone
 from moma.data.readers import load_dataset
 from moma.errors import MomaError
 from moma.modules.store import load_module
+from moma.safe_text import for_markup
 from moma.training.loop import EpochStats, TrainConfig
 from moma.training.run import prepare
 from moma_client.cli.common import err, out, print_json, progress
@@ -103,11 +104,13 @@ def compose(
     if json_output:
         print_json(report)
         return
-    out.print(f"{report['task']} ({report['unit']}): strategy {report['strategy']}, "
-              f"merge {report['merge']} ({report['merge_reason']})")
+    if report.get("train_size_note"):
+        err.print(f"note: {for_markup(report['train_size_note'])}")
+    out.print(f"{for_markup(report['task'])} ({for_markup(report['unit'])}): strategy "
+              f"{report['strategy']}, merge {report['merge']} ({report['merge_reason']})")
     for entry in sorted(report["candidates"], key=lambda e: -e.get("weight", 0.0))[:10]:
         if "weight" in entry:
-            out.print(f"  {entry['name']:28s} weight {entry['weight']:.3f}  "
+            out.print(f"  {for_markup(entry['name']):28s} weight {entry['weight']:.3f}  "
                       f"proxy MAE {entry['proxy_mae']:.4g}")
     m = report["metrics"]
     out.print(f"test MAE {m['test_mae']:.4g} (val {m['val_mae']:.4g}; train-mean predictor "

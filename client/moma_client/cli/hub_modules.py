@@ -14,6 +14,7 @@ import typer
 
 from moma.errors import MomaError
 from moma.proto.hub.v1 import hub_pb2
+from moma.safe_text import for_markup
 from moma.trust.manifest import verify_countersignature
 from moma_client.cli import modules as local
 from moma_client.cli.common import err, print_json, step
@@ -56,7 +57,7 @@ def list_command(
     for r in rows:
         line(f"{r.module_id[:12]}  {state_name(r.state):8s} {r.backbone:7s} {r.kind:8s} "
                   f"{r.task:28s} {r.lab_name or r.contributor_key_id}")
-    err.print(f"{len(rows)} modules on hub {client.hub_id}")
+    err.print(f"{len(rows)} modules on hub {for_markup(client.hub_id)}")
 
 
 def show_command(

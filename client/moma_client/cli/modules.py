@@ -10,6 +10,7 @@ import typer
 from moma.modules.moe18 import import_moe18
 from moma.modules.store import list_modules, load_card
 from moma.paths import moe18_dir
+from moma.safe_text import for_markup
 from moma_client.cli.common import out, print_json
 
 modules_app = typer.Typer(help="Local modules: import the MoE-(18) CGCNNs, list, show.",
@@ -28,7 +29,8 @@ def import_moe18_command(
         print_json([c.to_json() for c in cards])
         return
     for card in cards:
-        out.print(f"{card.name:24s} {card.module_id[:12]}  {card.property} ({card.unit})")
+        out.print(f"{for_markup(card.name):24s} {card.module_id[:12]}  "
+                  f"{for_markup(card.property)} ({for_markup(card.unit)})")
     out.print(f"{len(cards)} modules imported into {out_dir}")
 
 
@@ -43,7 +45,9 @@ def list_command(
         print_json([{"path": str(p), **c.to_json()} for p, c in found])
         return
     for path, card in found:
-        out.print(f"{card.name:32s} {card.kind:8s} {card.backbone:7s} {card.module_id[:12]}  {path}")
+        out.print(f"{for_markup(card.name):32s} {for_markup(card.kind):8s} "
+                  f"{for_markup(card.backbone):7s} {for_markup(card.module_id[:12])}  "
+                  f"{for_markup(path)}")
 
 
 @modules_app.command("show")
@@ -57,4 +61,4 @@ def show_command(
         print_json(card.to_json())
         return
     for key, value in card.to_json().items():
-        out.print(f"{key}: {value}")
+        out.print(f"{key}: {for_markup(value)}")

@@ -13,6 +13,7 @@ from moma.data.structure_files import read_structures
 from moma.errors import DataError
 from moma.graphs.cache import featurize
 from moma.modules.ensemble import load_weighted_modules
+from moma.safe_text import for_markup
 from moma.training.loop import predict_standardized, resolve_device
 from moma.training.modeling import model_from_module
 from moma_client.cli.common import out, print_json
@@ -45,6 +46,7 @@ def predict(
         print_json({"module": card.name, "module_ids": [m.module_id for m, _ in parts],
                     "property": card.property, "unit": card.unit, "predictions": rows})
         return
-    out.print(f"# {card.property} ({card.unit}) by {card.name}")
+    out.print(f"# {for_markup(card.property)} ({for_markup(card.unit)}) by "
+              f"{for_markup(card.name)}")
     for row in rows:
-        out.print(f"{row['id']}\t{row['prediction']:.6g}")
+        out.print(f"{for_markup(row['id'])}\t{row['prediction']:.6g}")

@@ -10,6 +10,7 @@ import typer
 from moma.backbones.registry import get_backbone
 from moma.data.readers import load_dataset
 from moma.modules.store import load_module
+from moma.safe_text import for_markup
 from moma.training.loop import EpochStats, TrainConfig
 from moma.training.run import prepare, train_module
 from moma_client.cli.common import err, out, print_json, progress
@@ -70,10 +71,11 @@ def train(
         print_json(card.to_json())
         return
     m = card.metrics
-    out.print(f"module {card.name} ({card.kind}, {card.backbone}) -> {out_dir}")
+    out.print(f"module {for_markup(card.name)} ({card.kind}, {card.backbone}) -> "
+              f"{for_markup(out_dir)}")
     out.print(f"  id {card.module_id}")
-    out.print(f"  val MAE {m['val_mae']:.4g} {card.unit}")
+    out.print(f"  val MAE {m['val_mae']:.4g} {for_markup(card.unit)}")
     if "test_mae" in m:
-        out.print(f"  test MAE {m['test_mae']:.4g} {card.unit} "
+        out.print(f"  test MAE {m['test_mae']:.4g} {for_markup(card.unit)} "
                   f"(train-mean predictor {m['test_mae_train_mean']:.4g}, "
                   f"train-median {m['test_mae_train_median']:.4g})")

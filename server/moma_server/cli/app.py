@@ -8,6 +8,7 @@ import typer
 
 import moma
 from moma.errors import MomaError
+from moma.safe_text import clean
 from moma_server.cli import (
     audit,
     init,
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except MomaError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {clean(exc)}", err=True)
         sys.exit(int(exc.exit_code))
 
 

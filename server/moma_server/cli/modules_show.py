@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from moma.proto.hub.v1 import hub_pb2
+from moma.safe_text import clean, json_text
 from moma_server.cli import operator_client as oc
 
 
@@ -29,10 +30,13 @@ def show(
         oc.print_json(out)
         return
     m = response.module
-    typer.echo(f"module {m.module_id}\n  state {hub_pb2.ModuleState.Name(m.state)[13:].lower()}"
-               f" (since {m.state_changed_at})\n  lab {m.lab_name} key {m.contributor_key_id}\n"
-               f"  {m.backbone} {m.kind} task {m.task} ({m.property}, {m.unit}) {m.size} bytes")
+    c = clean
+    typer.echo(f"module {c(m.module_id)}\n  state "
+               f"{hub_pb2.ModuleState.Name(m.state)[13:].lower()} (since {c(m.state_changed_at)})"
+               f"\n  lab {c(m.lab_name)} key {c(m.contributor_key_id)}\n  {c(m.backbone)} "
+               f"{c(m.kind)} task {c(m.task)} ({c(m.property)}, {c(m.unit)}) {m.size} bytes")
     if response.HasField("countersignature"):
         cs = response.countersignature
-        typer.echo(f"  countersigned {cs.state} at {cs.time} by hub key {cs.hub_key_id}")
-    typer.echo(json.dumps(card, indent=2, sort_keys=True))
+        typer.echo(f"  countersigned {c(cs.state)} at {c(cs.time)} by hub key "
+                   f"{c(cs.hub_key_id)}")
+    typer.echo(json_text(card))

@@ -17,7 +17,14 @@ from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
 from moma.trust.keys import key_id, public_key_from_raw, public_key_to_raw
 from moma.trust.manifest import SignedManifest, countersign
 from moma_server.services import convert
-from moma_server.services.errors import HubError, handle_errors, invalid, not_found, precondition
+from moma_server.services.errors import (
+    HubError,
+    handle_errors,
+    invalid,
+    not_found,
+    precondition,
+    shown,
+)
 from moma_server.services.hub import Hub
 from moma_server.services.operator_auth import authenticate
 from moma_server.store.metadata import details, utc_now
@@ -79,13 +86,14 @@ class OperatorService(hub_pb2_grpc.OperatorServiceServicer):
         actor = authenticate(self.hub, request, "RevokeKey")
         reason = _text(request.reason, "reason")
         if request.key_id in self.hub.config.operator_keys:
-            raise precondition(f"key {request.key_id} is an operator key, configured on the hub "
-                               "host: remove its --operator-key and restart the hub")
+            raise precondition(f"key {shown(request.key_id)} is an operator key, configured on "
+                               "the hub host: remove its --operator-key and restart the hub")
         meta = self.hub.metadata
         with meta.write() as session:
             row = session.get(KeyRow, request.key_id)
             if row is None:
-                raise not_found(f"no enrolled key {request.key_id!r}: see `moma-hub keys list`")
+                raise not_found(f"no enrolled key {shown(request.key_id)}: see "
+                                "`moma-hub keys list`")
             if row.revoked_at is not None:
                 raise precondition(f"key {row.key_id} was already revoked at {row.revoked_at}")
             row.revoked_at = utc_now()
@@ -114,7 +122,7 @@ class OperatorService(hub_pb2_grpc.OperatorServiceServicer):
             row = session.scalars(select(ModuleRow).where(ModuleRow.module_id == module_id)
                                   ).first()
             if row is None:
-                raise not_found(f"no module {module_id!r} on this hub: check the id with "
+                raise not_found(f"no module {shown(module_id)} on this hub: check the id with "
                                 "`moma-hub modules list --state all`")
             if row.state != allowed:
                 raise precondition(f"module {module_id} is {row.state}; only a {allowed} module "

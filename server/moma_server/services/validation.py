@@ -17,6 +17,7 @@ import grpc
 from moma.backbones.registry import get_backbone
 from moma.errors import ModuleFormatError, MomaError
 from moma.modules.card import ModuleCard
+from moma.modules.card_text import check_card_text
 from moma.modules.safetensors_check import check_safetensors_bytes
 from moma.modules.store import module_schema
 from moma.trust.manifest import Manifest
@@ -55,6 +56,7 @@ def card_of(manifest: Manifest) -> ModuleCard:
     """The manifest's card, strictly parsed and consistent with the manifest around it."""
     sha = manifest.module_sha256
     try:
+        check_card_text(manifest.card)  # before anything else reads or echoes its strings
         card = ModuleCard.from_json(manifest.card, source=f"card of module {sha}")
     except ModuleFormatError as exc:
         raise invalid(f"{exc}") from None

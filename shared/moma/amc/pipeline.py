@@ -9,6 +9,7 @@ predictors (the floor any model must clear) and the time of each stage.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,14 @@ from moma.training.run import PreparedData, baseline_maes, normalizer_for
 class ComposeResult:
     report: dict[str, Any]
     out: Path
+
+
+def train_size_note(train_idx: list[int], size: int | None) -> str | None:
+    """What to tell the user when ``--train-size`` asks for more than the split holds."""
+    if size is None or size <= len(train_idx):
+        return None
+    return (f"--train-size {size} is larger than the training split ({len(train_idx)} "
+            f"structures): capped at {len(train_idx)}")
 
 
 def subsample_train(train_idx: list[int], size: int | None, seed: int) -> list[int]:
@@ -65,6 +74,9 @@ def run_compose(
     clock: dict[str, float] = {"featurize_s": data.featurize_seconds}
     targets = data.dataset.targets
     train_idx = subsample_train(data.split["train"], train_size, seed)
+    capped = train_size_note(data.split["train"], train_size)
+    if capped:
+        logging.getLogger("moma").warning(capped)
     train_g = [data.graphs[i] for i in train_idx]
     train_y = targets[train_idx]
     val_g, val_y = data.part("val")
@@ -121,6 +133,7 @@ def run_compose(
         "merge": chosen.merge, "merge_reason": chosen.reason, "seed": seed,
         "head": options.head, "head_refits": head_refits,
         "train_size": len(train_g), "n_val": len(val_g), "n_test": len(test_g),
+        "train_size_requested": train_size, "train_size_note": capped,
         "candidates": selection_json or [
             {"name": m.card.name, "module_id": m.module_id, "task": m.card.task}
             for m in candidates],
