@@ -72,12 +72,26 @@ def shown(value: object, limit: int = 72) -> str:
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The disk-full error behind ``exc``: itself, or what it was raised while handling (a
+    clean-up such as fsync that fails after a failed write hides the first error)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno in _DISK_FULL:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def storage_error(exc: BaseException, method: str) -> HubError | None:
     """A HubError for a fault of the hub's disk or database, None for anything else."""
-    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
-        log.error("%s: the hub's storage is full: %s", method, exc)
+    full = _disk_full(exc)
+    if full is not None:
+        log.error("%s: the hub's storage is full: %s", method, full)
         return HubError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"the hub's storage is full ({exc.strerror}) during {method}: nothing "
+                        f"the hub's storage is full ({full.strerror}) during {method}: nothing "
                         "was committed; retry later, and tell the hub operator to free space")
     if isinstance(exc, OperationalError | PoolTimeoutError):
         cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()

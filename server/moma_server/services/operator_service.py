@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from moma.errors import TrustError
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
+from moma.safe_text import unsafe_char
 from moma.trust.keys import key_id, public_key_from_raw, public_key_to_raw
 from moma.trust.manifest import SignedManifest, countersign
 from moma_server.services import convert
@@ -42,6 +43,10 @@ def _text(value: str, what: str, *, required: bool = False, limit: int = MAX_TEX
         raise invalid(f"{what} is empty: give one")
     if len(value) > limit:
         raise invalid(f"{what} is {len(value)} characters, over {limit}: shorten it")
+    bad = next((ch for ch in value if unsafe_char(ch)), None)
+    if bad is not None:
+        raise invalid(f"{what} contains the control or invisible character U+{ord(bad):04X}: "
+                      "use printable text on one line")
     return value
 
 
