@@ -280,6 +280,21 @@ def test_non_finite_weights(hub: HubProcess, modules: ModuleStub, lab: Lab, pool
     unchanged()
 
 
+@pytest.mark.parametrize("value", [1e30, -2e4])
+def test_weights_above_the_backbone_bound(hub: HubProcess, modules: ModuleStub, lab: Lab,
+                                          pool: ModulePool, unchanged: Callable[[], None],
+                                          value: float) -> None:
+    real, card = pool.spare
+    state = safetensors.torch.load(real)
+    name = "fc_out.weight"
+    state[name].view(-1)[-1] = value
+    data = safetensors.torch.save(state)
+    signed = signed_manifest(lab, data, crafted(card, data), hub.hub_id)
+    refused(lambda: upload(modules, signed, data), grpc.StatusCode.INVALID_ARGUMENT,
+            "magnitude above 10000", name, f"largest {abs(value):.3g}")
+    unchanged()
+
+
 def test_unknown_base(hub: HubProcess, modules: ModuleStub, lab: Lab, pool: ModulePool,
                       unchanged: Callable[[], None]) -> None:
     data, card = pool.spare

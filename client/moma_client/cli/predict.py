@@ -11,9 +11,10 @@ import typer
 from moma.backbones.registry import get_backbone
 from moma.data.structure_files import read_structures
 from moma.errors import DataError
+from moma.finite import require_finite_predictions
 from moma.graphs.cache import featurize
 from moma.modules.ensemble import load_weighted_modules
-from moma.safe_text import for_markup
+from moma.safe_text import clean, for_markup
 from moma.training.loop import predict_standardized, resolve_device
 from moma.training.modeling import model_from_module
 from moma_client.cli.common import out, print_json
@@ -41,6 +42,7 @@ def predict(
         model = model_from_module(backbone, loaded, base_dir or []).to(resolve_device(device))
         z = predict_standardized(backbone, model, featurized.graphs, device=device)
         values += (weight / total) * loaded.card.normalizer.denormalize(z)
+    require_finite_predictions(featurized.ids, values, f"module {clean(module)}")
     rows = [{"id": i, "prediction": float(v)} for i, v in zip(featurized.ids, values, strict=True)]
     if json_output:
         print_json({"module": card.name, "module_ids": [m.module_id for m, _ in parts],

@@ -20,6 +20,7 @@ from moma.modules.card import ModuleCard
 from moma.modules.card_text import check_card_text
 from moma.modules.safetensors_check import check_safetensors_bytes
 from moma.modules.store import module_schema
+from moma.modules.weight_bounds import weight_bound
 from moma.trust.manifest import Manifest
 from moma_server.services.errors import HubError, invalid
 from moma_server.store.metadata import MetadataStore
@@ -119,6 +120,6 @@ def check_module_bytes(data: bytes | bytearray, card: ModuleCard, module_sha256:
     try:
         schema = module_schema(get_backbone(card.backbone), card.kind)
         check_safetensors_bytes(data, expected=schema, source=source, max_bytes=max_bytes,
-                               schema_name=schema_name)
+                               schema_name=schema_name, max_abs=weight_bound(card.backbone))
     except ModuleFormatError as exc:
         raise invalid(str(exc)) from None

@@ -24,6 +24,7 @@ from moma.amc.head_refit import refit_head
 from moma.amc.plots import parity_png, weights_png
 from moma.atomic_io import write_json
 from moma.backbones.base import Backbone
+from moma.finite import require_finite_predictions
 from moma.modules.card import ModuleCard
 from moma.modules.ensemble import ENSEMBLE_FILE, ENSEMBLE_FORMAT
 from moma.modules.store import LoadedModule, save_module
@@ -106,6 +107,8 @@ def run_compose(
 
     val_pred = norm.denormalize(predict_parts(backbone, parts, val_g, config.device))
     test_pred = norm.denormalize(predict_parts(backbone, parts, test_g, config.device))
+    require_finite_predictions(range(len(val_pred)), val_pred, "the composed model (validation)")
+    require_finite_predictions(range(len(test_pred)), test_pred, "the composed model (test)")
     metrics = {
         "val_mae": float(np.mean(np.abs(val_pred - val_y))),
         "test_mae": float(np.mean(np.abs(test_pred - test_y))),
