@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import grpc
@@ -11,47 +10,14 @@ from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
 from moma.trust.chunks import make_chunk
 from moma.trust.manifest import SignedManifest
 from moma_server.services import convert
-from moma_server.services.errors import (
-    HubError,
-    handle_errors,
-    invalid,
-    not_found,
-    precondition,
-    shown,
-)
+from moma_server.services.errors import HubError, handle_errors, invalid, not_found, precondition
 from moma_server.services.hub import Hub
+from moma_server.services.request_fields import checked_module_id, checked_states, page_after
 from moma_server.services.uploads import Uploads
 from moma_server.store.models import ModuleRow
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-MAX_ROW_ID = 2**63 - 1
-_TOKEN = re.compile(r"[1-9][0-9]{0,18}")
-MODULE_ID = re.compile(r"[0-9a-f]{64}")
-
-
-def page_after(token: str) -> int:
-    """The row id a ``page_token`` resumes after; INVALID_ARGUMENT for anything not issued.
-
-    Tokens are positive row ids in a signed 64-bit column: a negative, zero, non-decimal or
-    larger number cannot come from this hub (and would overflow the database's integer).
-    """
-    if not token:
-        return 0
-    if _TOKEN.fullmatch(token) is None or int(token) > MAX_ROW_ID:
-        raise invalid(f"page_token {shown(token)} was not issued by this hub: pass the previous "
-                      "response's next_page_token unchanged, or none for the first page")
-    return int(token)
-
-
-def checked_module_id(module_id: str) -> str:
-    """``module_id`` if it has the form of one (64 lowercase hex digits); never echoed whole."""
-    if MODULE_ID.fullmatch(module_id) is None:
-        raise invalid(f"module id {shown(module_id)} is not a module id: use the 64 lowercase "
-                      "hex digits of the module's sha256 (see ListModules)")
-    return module_id
-
-
 class ModuleService(hub_pb2_grpc.ModuleServiceServicer):
     """The public service; see ``protos/moma/hub/v1/hub.proto`` for each RPC's contract."""
 
@@ -71,17 +37,14 @@ class ModuleService(hub_pb2_grpc.ModuleServiceServicer):
     @handle_errors
     def ListModules(self, request: hub_pb2.ListModulesRequest,
                     context: grpc.ServicerContext) -> hub_pb2.ListModulesResponse:
-        states = [convert.PROTO_TO_STATE.get(s) for s in request.states] or ["approved"]
-        if None in states:
-            raise invalid(f"unknown module state in {shown(list(request.states))}: use PENDING, "
-                          "APPROVED, REJECTED or REVOKED")
+        states = checked_states(list(request.states))
         if request.page_size < 0:
             raise invalid(f"page_size {request.page_size} is negative: use 0 for the default")
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         after = page_after(request.page_token)
         rows, more = self.hub.metadata.list_modules(
             backbone=request.backbone, base_sha256=request.base_sha256, kind=request.kind,
-            task=request.task, states=[s for s in states if s], after_row_id=after, limit=size)
+            task=request.task, states=states, after_row_id=after, limit=size)
         labs = self.hub.metadata.lab_names([r.contributor_key_id for r in rows])
         return hub_pb2.ListModulesResponse(
             modules=[convert.summary(r, labs.get(r.contributor_key_id, "")) for r in rows],
