@@ -209,8 +209,15 @@ class TimedRequests:
         token = self._watchdog.arm(wait, self._context, f"{self._method}: {what}")
         try:
             message = next(self._inner)
-        finally:
-            expired = self._watchdog.disarm(token)
+        except StopIteration:  # a cancelled call ends its request stream too
+            if self._watchdog.disarm(token):
+                raise HubError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                               f"{what}: the hub ended the call") from None
+            raise
+        except BaseException:
+            self._watchdog.disarm(token)
+            raise
+        expired = self._watchdog.disarm(token)
         if expired:
             raise HubError(grpc.StatusCode.DEADLINE_EXCEEDED,
                            f"{what}: the hub ended the call; send messages without pausing")
