@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from moma.errors import MomaError
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
+from moma_server.admission import Admission, Limits
 from moma_server.services.fingerprint_service import FingerprintService
 from moma_server.services.hub import Hub
 from moma_server.services.module_service import ModuleService
@@ -37,12 +38,20 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 def build_server(hub: Hub, listen: str, tls: TlsFiles | None,
-                 max_workers: int = 64) -> tuple[grpc.Server, int]:
-    """A started-ready (not started) server bound to ``listen``; returns it and the bound port."""
+                 limits: Limits | None = None) -> tuple[grpc.Server, int]:
+    """A started-ready (not started) server bound to ``listen``; returns it and the bound port.
+
+    Every call goes through :class:`~moma_server.admission.Admission`, which runs it on its
+    group's own threads; the server's own pool only serves what no interceptor claimed.
+    """
+    admission = Admission(limits)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="moma-hub"),
+        futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="moma-hub"),
+        interceptors=[admission],
+        maximum_concurrent_rpcs=admission.limits.max_concurrent_rpcs,
         options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                 *admission.server_options()])
     hub_pb2_grpc.add_ModuleServiceServicer_to_server(ModuleService(hub), server)
     hub_pb2_grpc.add_OperatorServiceServicer_to_server(OperatorService(hub), server)
     hub_pb2_grpc.add_FingerprintServiceServicer_to_server(FingerprintService(hub), server)
@@ -66,11 +75,11 @@ def build_server(hub: Hub, listen: str, tls: TlsFiles | None,
 
 
 def serve(hub: Hub, listen: str, tls: TlsFiles | None, stop: threading.Event,
-          on_ready: Callable[[int], None] | None = None) -> None:
+          on_ready: Callable[[int], None] | None = None, limits: Limits | None = None) -> None:
     """Recover the stores, start serving, block until ``stop`` is set, then stop gracefully."""
     recover(hub)
     threading.Thread(target=warm_up, name="moma-hub-warm-up", daemon=True).start()
-    server, port = build_server(hub, listen, tls)
+    server, port = build_server(hub, listen, tls, limits)
     server.start()
     if on_ready is not None:
         on_ready(port)

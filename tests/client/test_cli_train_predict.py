@@ -208,6 +208,7 @@ def _module_variants(trained: Path, tmp_path: Path) -> dict[str, Path]:
         ("shape", lambda s: s.__setitem__("embedding.weight", torch.zeros(64, 91))),
         ("dtype", lambda s: s.__setitem__("embedding.weight", s["embedding.weight"].double())),
         ("nan", lambda s: s["fc_out.weight"].__setitem__((0, 0), float("nan"))),
+        ("huge", lambda s: [v.fill_(1e30) for v in s.values() if v.is_floating_point()]),
     ]:
         bad = {k: v.clone() for k, v in state.items()}
         change(bad)
@@ -222,7 +223,7 @@ def test_bad_modules_are_refused(trained: Path, tmp_path: Path, jarvis_2d_eform:
     cif = tmp_path / "x.cif"
     to_structure(jarvis_2d_eform["records"][0]).to(filename=str(cif))
     expectations = {"pickle": "pickle", "truncated": "", "lying": "", "shape": "shape",
-                    "dtype": "dtype", "nan": "finite"}
+                    "dtype": "dtype", "nan": "finite", "huge": "magnitude above 10000"}
     for name, folder in _module_variants(trained, tmp_path).items():
         code, out, err = run(["predict", "--module", str(folder), str(cif)], capsys)
         assert code == ExitCode.BAD_MODULE, (name, err)
@@ -232,3 +233,26 @@ def test_bad_modules_are_refused(trained: Path, tmp_path: Path, jarvis_2d_eform:
                             "--out", str(tmp_path / f"out-{name}")], capsys)
         assert code == ExitCode.BAD_MODULE, (name, err)
         assert not (tmp_path / f"out-{name}").exists()
+
+
+def test_non_finite_predictions_are_an_error(trained: Path, tmp_path: Path,
+                                             jarvis_2d_eform: dict[str, Any],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Weights that pass every load check (finite, small) but compute NaN: a negative BatchNorm
+    running variance. ``predict`` must fail naming the structures, never print ``nan``."""
+    state = {k: v.clone() for k, v in load_module(trained).state.items()}
+    for key in [k for k in state if k.endswith("running_var")]:
+        state[key].fill_(-1.0)
+    folder = tmp_path / "negative-var"
+    folder.mkdir()
+    save_file(state, str(folder / "module.safetensors"))
+    fields = json.loads((trained / "card.json").read_text())
+    fields["module_id"] = hashlib.sha256((folder / "module.safetensors").read_bytes()).hexdigest()
+    (folder / "card.json").write_text(json.dumps(fields))
+    cif = tmp_path / "y.cif"
+    to_structure(jarvis_2d_eform["records"][1]).to(filename=str(cif))
+    for extra in ([], ["--json"]):
+        code, out, err = run(["predict", "--module", str(folder), str(cif), *extra], capsys)
+        assert code == ExitCode.BAD_MODULE, err
+        assert "non-finite value" in err and "1 of 1 structure" in err, err
+        assert out == "" and "nan" not in out.lower()

@@ -280,6 +280,42 @@ def test_non_finite_weights(hub: HubProcess, modules: ModuleStub, lab: Lab, pool
     unchanged()
 
 
+@pytest.mark.parametrize("value", [1e30, -2e4])
+def test_weights_above_the_backbone_bound(hub: HubProcess, modules: ModuleStub, lab: Lab,
+                                          pool: ModulePool, unchanged: Callable[[], None],
+                                          value: float) -> None:
+    real, card = pool.spare
+    state = safetensors.torch.load(real)
+    name = "fc_out.weight"
+    state[name].view(-1)[-1] = value
+    data = safetensors.torch.save(state)
+    signed = signed_manifest(lab, data, crafted(card, data), hub.hub_id)
+    refused(lambda: upload(modules, signed, data), grpc.StatusCode.INVALID_ARGUMENT,
+            "magnitude above 10000", name, f"largest {abs(value):.3g}")
+    unchanged()
+
+
+def test_module_of_a_revoked_key_cannot_be_approved(hub: HubProcess, modules: ModuleStub,
+                                                    operators: OperatorStub,
+                                                    pool: ModulePool) -> None:
+    real, card = pool.spare
+    state = safetensors.torch.load(real)
+    state["fc_out.bias"].add_(0.125)  # a distinct, valid module
+    data = safetensors.torch.save(state)
+    gone = Lab.new("leaves-after-upload")
+    operator_call(operators, hub.operator, hub.hub_id, "EnrollKey",
+                  hub_pb2.EnrollKeyRequest(lab_name=gone.name, public_key=gone.public_raw))
+    stored = upload(modules, signed_manifest(gone, data, crafted(card, data), hub.hub_id), data)
+    operator_call(operators, hub.operator, hub.hub_id, "RevokeKey",
+                  hub_pb2.RevokeKeyRequest(key_id=gone.key_id, reason="left"))
+    refused(lambda: operator_call(operators, hub.operator, hub.hub_id, "ApproveModule",
+                                  hub_pb2.ApproveModuleRequest(
+                                      module_id=stored.module.module_id)),
+            grpc.StatusCode.FAILED_PRECONDITION, "was revoked", "reject the module instead")
+    operator_call(operators, hub.operator, hub.hub_id, "RejectModule",
+                  hub_pb2.RejectModuleRequest(module_id=stored.module.module_id, reason="key"))
+
+
 def test_unknown_base(hub: HubProcess, modules: ModuleStub, lab: Lab, pool: ModulePool,
                       unchanged: Callable[[], None]) -> None:
     data, card = pool.spare

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from moma.safe_text import json_text
 from moma_client.cli.plain_progress import PlainProgress
 
 # Results go to stdout (plain or --json); progress and errors to stderr, so that
@@ -27,7 +27,7 @@ err = Console(stderr=True, highlight=False)
 
 
 def print_json(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.write(json_text(payload) + "\n")
     sys.stdout.flush()
 
 

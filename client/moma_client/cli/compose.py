@@ -11,6 +11,7 @@ from rich.progress import Progress, TaskID
 
 from moma.amc.registry import HEADS, KNN_LAYERS, help_text, merges, strategies
 from moma.arguments import check_compose_arguments
+from moma.safe_text import for_markup
 from moma_client.cli import options as o
 from moma_client.cli.common import err, out, print_json, progress
 from moma_client.cli.hub_options import (
@@ -107,11 +108,14 @@ def compose(
     if json_output:
         print_json(report)
         return
-    out.print(f"{report['task']} ({report['unit']}): strategy {report['strategy']}, "
-              f"merge {report['merge']}. {report['merge_reason']}")
+    if report.get("train_size_note"):
+        err.print(f"note: {for_markup(report['train_size_note'])}")
+    out.print(f"{for_markup(report['task'])} ({for_markup(report['unit'])}): strategy "
+              f"{report['strategy']}, merge {report['merge']}. "
+              f"{for_markup(report['merge_reason'])}")
     for entry in sorted(report["candidates"], key=lambda e: -e.get("weight", 0.0))[:10]:
         if "weight" in entry:
-            out.print(f"  {entry['name']:28s} weight {entry['weight']:.3f}  "
+            out.print(f"  {for_markup(entry['name']):28s} weight {entry['weight']:.3f}  "
                       f"proxy MAE {entry['proxy_mae']:.4g}")
     print_compose_trust(report)
     m = report["metrics"]

@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from moma.safe_text import for_markup
 from moma_client.cli import options as o
 from moma_client.cli.common import err, out, print_json
 
@@ -177,12 +178,12 @@ def run(
         print_json(card.to_json())
         return
     m = card.metrics
-    out.print(f"federated module {card.name} -> {out_dir}")
+    out.print(f"federated module {for_markup(card.name)} -> {for_markup(out_dir)}")
     out.print(f"  id {card.module_id}")
-    out.print(f"  labs {', '.join(p['key_id'] for p in card.participants)}; best round "
+    out.print(f"  labs {for_markup(', '.join(p['key_id'] for p in card.participants))}; best round "
               f"{int(m.get('best_round', -1))} of {rounds}")
     if "test_mae" in m:
-        out.print(f"  val MAE {m['val_mae']:.4g}, test MAE {m['test_mae']:.4g} {card.unit} "
+        out.print(f"  val MAE {m['val_mae']:.4g}, test MAE {m['test_mae']:.4g} {for_markup(card.unit)} "
                   f"(train-mean predictor {m.get('test_mae_train_mean', float('nan')):.4g})")
     out.print(f"  contribute: moma-client contribute --hub HOST:PORT --key {key} "
               f"--module {out_dir}")

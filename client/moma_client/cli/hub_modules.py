@@ -16,6 +16,7 @@ import typer
 
 from moma.atomic_io import write_bytes
 from moma.errors import MomaError
+from moma.safe_text import for_markup
 from moma_client.cli.common import err, print_json, step
 from moma_client.cli.hub_options import Ca, ClientCert, ClientKey, HubKey, Insecure, connect, line
 from moma_client.cli.modules import list_local, show_local
@@ -70,7 +71,7 @@ def list_command(
     if len(rows) > MAX_CARDS_LISTED:
         err.print(f"metrics shown for the first {MAX_CARDS_LISTED} modules (one card request "
                   "each); filter with --task/--backbone/--kind to see the rest")
-    err.print(f"{len(rows)} modules on hub {client.hub_id}")
+    err.print(f"{len(rows)} modules on hub {for_markup(client.hub_id)}")
 
 
 def show_command(
@@ -92,7 +93,7 @@ def show_command(
     with _client(hub, hub_key, ca, client_cert, client_key, insecure) as client:
         module, resolved = resolve_module_id(client, module, tuple(STATE_NAMES))
         if resolved:
-            err.print(resolved, soft_wrap=True)
+            err.print(for_markup(resolved), soft_wrap=True)
         hub_card = client.get_card(module, require_approved=False)
     record = hub_card.record
     cs = record.countersignature
@@ -140,7 +141,7 @@ def pull_command(
         for given in module_ids:
             module_id, resolved = resolve_module_id(client, given)
             if resolved:
-                err.print(resolved, soft_wrap=True)
+                err.print(for_markup(resolved), soft_wrap=True)
             hub_card = client.get_card(module_id)
             with step(f"pull {module_id[:12]}", 1) as update:
                 fetched = cache.fetch(client, module_id, expected=hub_card.record,

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from moma.cli.options import Ca, ClientCert, ClientKey, HubAddr, Insecure
+from moma.safe_text import clean, for_markup
 from moma_client.cli.common import err, out, step
 
 if TYPE_CHECKING:
@@ -21,12 +21,13 @@ __all__ = ["Ca", "ClientCert", "ClientKey", "HubAddr", "HubKey", "Insecure", "co
 
 
 def line(text: str) -> None:
-    """One result line on stdout: never wrapped (ids stay copyable), no rich markup."""
-    out.print(text, soft_wrap=True, markup=False, highlight=False)
+    """One result line on stdout: never wrapped (ids stay copyable), no rich markup, no
+    control characters (its fields come from contributors)."""
+    out.print(clean(text), soft_wrap=True, markup=False, highlight=False)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
+    err.print(f"[yellow]warning:[/yellow] {for_markup(message)}", soft_wrap=True)
 
 
 def connect(hub: str, hub_key: str | None, ca: Path | None, client_cert: Path | None,
@@ -59,7 +60,7 @@ def hub_candidate_folders(hub: str, hub_key: str | None, ca: Path | None,
                                  exclude_task=exclude_task,
                                  on_module=lambda n, total, _card: update(n, total))
     for module_id, why in found.skipped:
-        err.print(f"hub: skipped {module_id[:12]}: {why}", soft_wrap=True, markup=False)
+        err.print(clean(f"hub: skipped {module_id[:12]}: {why}"), soft_wrap=True, markup=False)
     err.print(f"hub {client.hub_id}: {len(found.folders)} approved {kind} {backbone} candidates "
               f"verified; {found.downloads} downloaded ({found.downloaded_bytes} bytes), "
               f"{len(found.folders) - found.downloads} from the cache {cache.root}",

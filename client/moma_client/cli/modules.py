@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
+from moma.safe_text import for_markup
 from moma_client.cli.common import out, print_json
 
 
@@ -29,7 +29,8 @@ def import_moe18_command(
         print_json([c.to_json() for c in cards])
         return
     for card in cards:
-        out.print(f"{card.name:24s} {card.module_id[:12]}  {card.property} ({card.unit})")
+        out.print(f"{for_markup(card.name):24s} {card.module_id[:12]}  "
+                  f"{for_markup(card.property)} ({for_markup(card.unit)})")
     out.print(f"{len(cards)} modules imported into {out_dir}")
 
 
@@ -45,10 +46,10 @@ def list_local(folder: Path, json_output: bool) -> None:
               f"{'n train':>7s}  {'unit':24s} {'id':12s}  path")
     for path, card in found:
         m = card.metrics
-        out.print(f"{escape(card.name):32s} {card.kind:8s} {card.backbone:8s} "
+        out.print(f"{for_markup(card.name):32s} {card.kind:8s} {card.backbone:8s} "
                   f"{_metric(m.get('val_mae'))} {_metric(m.get('test_mae'))} "
-                  f"{card.dataset_size.get('train', '-')!s:>7s}  {escape(card.unit or '-'):24s} "
-                  f"{card.module_id[:12]}  {path}")
+                  f"{card.dataset_size.get('train', '-')!s:>7s}  {for_markup(card.unit or '-'):24s} "
+                  f"{card.module_id[:12]}  {for_markup(path)}")
 
 
 def _metric(value: float | None) -> str:
@@ -64,4 +65,4 @@ def show_local(module: Path, json_output: bool) -> None:
         print_json(card.to_json())
         return
     for key, value in card.to_json().items():
-        out.print(f"{key}: {value}")
+        out.print(f"{key}: {for_markup(value)}")

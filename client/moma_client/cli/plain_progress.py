@@ -17,8 +17,9 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import TaskID
+
+from moma.safe_text import for_markup
 
 
 @dataclass
@@ -92,5 +93,5 @@ class PlainProgress:
         total = "" if task.total is None else f"/{task.total:g}"
         info = f" {task.info}" if task.info else ""
         elapsed = task.printed - task.started
-        self.console.print(f"{escape(task.description)} {task.completed:g}{total}"
-                           f"{escape(info)} ({elapsed:.0f} s)", highlight=False, soft_wrap=True)
+        self.console.print(f"{for_markup(task.description)} {task.completed:g}{total}"
+                           f"{for_markup(info)} ({elapsed:.0f} s)", highlight=False, soft_wrap=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
+from moma.safe_text import for_markup
 from moma_client.cli.common import out, print_json
 
 
@@ -46,15 +46,15 @@ def predict(
                     **result.summary()})
         return
     level = f"{conformal.coverage:.0%} interval" if conformal else "no interval (old card)"
-    out.print(f"# {escape(card.property)} ({escape(card.unit)}) by {escape(card.name)}; "
-              f"{level}")
+    out.print(f"# {for_markup(card.property)} ({for_markup(card.unit)}) by "
+              f"{for_markup(card.name)}; {level}")
     header = ["id", "prediction", "interval"]
     header += ["true"] if any("true_value" in r for r in rows) else []
     header += ["spread"] if any("ensemble_spread" in r for r in rows) else []
     header += ["domain"] if any("domain_score" in r for r in rows) else []
     out.print("\t".join(header))
     for row in rows:
-        cells = [escape(str(row["id"])), f"{row['prediction']:.6g}",
+        cells = [for_markup(str(row["id"])), f"{row['prediction']:.6g}",
                  f"[{row['lower']:.4g}, {row['upper']:.4g}]" if "lower" in row else "-"]
         if "true" in header:
             cells.append(f"{row['true_value']:.6g}" if "true_value" in row else "-")
@@ -68,7 +68,7 @@ def predict(
                          "outside the physical range)")
         out.print("\t".join(cells))
     if sentence:
-        out.print(f"# {sentence}")
+        out.print(f"# {for_markup(sentence)}")
     outside = result.outside_domain()
     if outside:
         out.print(f"# {outside} of {len(rows)} structures are outside the model's applicability "

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from moma.arguments import check_train_arguments
+from moma.safe_text import for_markup
 from moma_client.cli import options as o
 from moma_client.cli.common import err, out, print_json, progress
 from moma_client.cli.trust_output import print_train_result
@@ -96,6 +97,7 @@ def train(
     if json_output:
         print_json(card.to_json())
         return
-    out.print(f"module {card.name} ({card.kind}, {card.backbone}) -> {out_dir}")
+    out.print(f"module {for_markup(card.name)} ({card.kind}, {card.backbone}) -> "
+              f"{for_markup(out_dir)}")
     out.print(f"  id {card.module_id}")
     print_train_result(card, out_dir)

@@ -1,4 +1,5 @@
-"""The ``moma-hub`` entry point: serve the hub and curate it (one command per file)."""
+"""The ``moma-hub`` entry point: serve the hub and curate it (one command per file; the
+curation commands are one per row of :data:`moma_server.curation.TRANSITIONS`)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ from moma_server.cli import (
     keys_enroll,
     keys_list,
     keys_revoke,
-    modules_approve,
+    modules_curate,
     modules_list,
-    modules_reject,
-    modules_revoke,
     modules_show,
     serve,
 )
+from moma_server.curation import TRANSITIONS
 
 app = typer.Typer(name="moma-hub", help="MoMa hub: serve modules and curate them.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -41,9 +41,8 @@ keys_app.command("revoke")(keys_revoke.revoke)
 keys_app.command("list")(keys_list.list_keys)
 modules_app.command("list")(modules_list.list_modules)
 modules_app.command("show")(modules_show.show)
-modules_app.command("approve")(modules_approve.approve)
-modules_app.command("reject")(modules_reject.reject)
-modules_app.command("revoke")(modules_revoke.revoke)
+for transition in TRANSITIONS:
+    modules_app.command(transition.verb)(modules_curate.command_for(transition))
 app.add_typer(keys_app, name="keys")
 app.add_typer(modules_app, name="modules")
 

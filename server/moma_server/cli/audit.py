@@ -11,6 +11,7 @@ from rich.table import Table
 
 from moma.errors import ExitCode, MomaError
 from moma.proto.hub.v1 import hub_pb2
+from moma.safe_text import for_markup
 from moma_server.cli import operator_client as oc
 from moma_server.store.audit import AuditRecord, verify_chain
 
@@ -50,8 +51,10 @@ def audit(
     else:
         table = Table("seq", "time", "actor", "action", "subject", "details")
         for e in entries:
-            table.add_row(str(e.seq), e.time, e.actor_key_id, e.action, e.subject[:16],
-                          json.dumps(json.loads(e.detail_json or "{}"))[:60])
+            table.add_row(str(e.seq), *(for_markup(v, 64) for v in (e.time, e.actor_key_id,
+                                                                     e.action)),
+                          for_markup(e.subject[:16]),
+                          for_markup(json.dumps(json.loads(e.detail_json or "{}"))[:60]))
         Console().print(table)
         if not problem:
             head = entries[-1].entry_hash if entries else "-"

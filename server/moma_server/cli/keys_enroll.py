@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from moma.proto.hub.v1 import hub_pb2
+from moma.safe_text import clean
 from moma.trust.keys import load_public_key, public_key_from_b64, public_key_to_raw
 from moma_server.cli import operator_client as oc
 
@@ -28,4 +29,5 @@ def enroll(
     if as_json:
         oc.print_json(oc.to_dict(response.key))
     else:
-        typer.echo(f"enrolled key {response.key.key_id} for lab {response.key.lab_name!r}")
+        typer.echo(f"enrolled key {clean(response.key.key_id)} for lab "
+                   f"{clean(repr(response.key.lab_name))}")

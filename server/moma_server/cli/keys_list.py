@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from moma.proto.hub.v1 import hub_pb2
+from moma.safe_text import for_markup
 from moma_server.cli import operator_client as oc
 
 
@@ -28,6 +29,7 @@ def list_keys(
     table = Table("key id", "lab", "role", "enrolled", "revoked")
     for key in response.keys:
         role = hub_pb2.KeyRole.Name(key.role).removeprefix("KEY_ROLE_").lower()
-        table.add_row(key.key_id, key.lab_name, role, key.enrolled_at,
-                      f"{key.revoked_at} {key.revoke_reason}".strip())
+        table.add_row(*(for_markup(v, 64) for v in (key.key_id, key.lab_name, role,
+                                                    key.enrolled_at)),
+                      for_markup(f"{key.revoked_at} {key.revoke_reason}".strip(), 120))
     Console().print(table)

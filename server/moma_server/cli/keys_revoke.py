@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from moma.proto.hub.v1 import hub_pb2
+from moma.safe_text import clean
 from moma_server.cli import operator_client as oc
 
 
@@ -24,4 +25,4 @@ def revoke(
     if as_json:
         oc.print_json(oc.to_dict(response.key))
     else:
-        typer.echo(f"revoked key {response.key.key_id} ({response.key.lab_name})")
+        typer.echo(f"revoked key {clean(response.key.key_id)} ({clean(response.key.lab_name)})")

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from moma.errors import MomaError
 from moma.proto.hub.v1 import hub_pb2
+from moma.safe_text import for_markup
 from moma_server.cli import operator_client as oc
 
 STATES = ("pending", "approved", "rejected", "revoked")
@@ -46,6 +47,7 @@ def list_modules(
     table = Table("module id", "state", "backbone", "kind", "task", "lab", "size", "submitted")
     for m in modules:
         table.add_row(m.module_id[:16], hub_pb2.ModuleState.Name(m.state)[13:].lower(),
-                      m.backbone, m.kind, m.task, m.lab_name, str(m.size), m.submitted_at)
+                      *(for_markup(v, 64) for v in (m.backbone, m.kind, m.task, m.lab_name)),
+                      str(m.size), for_markup(m.submitted_at, 32))
     Console().print(table)
     typer.echo(f"{len(modules)} module(s)")

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from moma.proto.hub.v1 import hub_pb2
+from moma.safe_text import clean, json_text
 from moma_server.cli import operator_client as oc
 from moma_server.cli.resolve_id import resolve_module_id
 
@@ -31,21 +32,25 @@ def show(
         oc.print_json(out)
         return
     m = response.module
-    typer.echo(f"module {m.module_id}\n  state {hub_pb2.ModuleState.Name(m.state)[13:].lower()}"
-               f" (since {m.state_changed_at})\n  lab {m.lab_name} key {m.contributor_key_id}\n"
-               f"  {m.backbone} {m.kind} task {m.task} ({m.property}, {m.unit}) {m.size} bytes")
+    c = clean
+    typer.echo(f"module {c(m.module_id)}\n  state "
+               f"{hub_pb2.ModuleState.Name(m.state)[13:].lower()} (since {c(m.state_changed_at)})"
+               f"\n  lab {c(m.lab_name)} key {c(m.contributor_key_id)}\n  {c(m.backbone)} "
+               f"{c(m.kind)} task {c(m.task)} ({c(m.property)}, {c(m.unit)}) {m.size} bytes")
     if response.HasField("countersignature"):
         cs = response.countersignature
-        typer.echo(f"  countersigned {cs.state} at {cs.time} by hub key {cs.hub_key_id}")
+        typer.echo(f"  countersigned {c(cs.state)} at {c(cs.time)} by hub key "
+                   f"{c(cs.hub_key_id)}")
     if response.HasField("probe"):
         typer.echo(probe_line(response.probe))
-    typer.echo(json.dumps(card, indent=2, sort_keys=True))
+    typer.echo(json_text(card))
 
 
 def probe_line(probe: hub_pb2.ProbeSummary) -> str:
-    """The hub's probe review in one line (what an operator reads before approving)."""
-    text = (f"  probe check {probe.status} on {probe.probes} probes "
-            f"(set {probe.probe_set_sha256[:12]}): predictions {probe.pred_min:.4g}.."
+    """The hub's probe review in one line (what an operator reads before approving); the
+    reason may quote the module's card, so it is escaped."""
+    text = (f"  probe check {clean(probe.status)} on {probe.probes} probes "
+            f"(set {clean(probe.probe_set_sha256[:12])}): predictions {probe.pred_min:.4g}.."
             f"{probe.pred_max:.4g}, mean {probe.pred_mean:.4g}, std {probe.pred_std:.4g}, "
             f"{probe.outside_share:.0%} outside the card's range")
-    return text + (f"\n  probe reason: {probe.reason}" if probe.reason else "")
+    return text + (f"\n  probe reason: {clean(probe.reason)}" if probe.reason else "")

@@ -8,7 +8,6 @@ the only writer of its stores and audit log.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import secrets
 import time
@@ -25,6 +24,7 @@ from google.protobuf.message import Message
 from moma.cli.options import DEFAULT_HUB
 from moma.errors import ExitCode, MomaError
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
+from moma.safe_text import json_text
 from moma.trust.keys import key_id, load_private_key, sign
 from moma.trust.operator_auth import operator_auth_payload
 
@@ -134,7 +134,7 @@ def to_dict(message: Message) -> dict[str, Any]:
 
 
 def print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2, sort_keys=True))
+    typer.echo(json_text(obj))
 
 
 def env_default(name: str) -> str | None:

@@ -15,6 +15,7 @@ import typer
 from moma.errors import MomaError
 from moma.modules.card import is_sha256
 from moma.proto.hub.v1 import hub_pb2
+from moma.safe_text import clean
 from moma_server.cli import operator_client as oc
 
 MIN_PREFIX = 6
@@ -27,7 +28,7 @@ def resolve_module_id(client: oc.OperatorClient, text: str) -> str:
     if is_sha256(prefix):
         return prefix
     if len(prefix) < MIN_PREFIX or not _HEX.fullmatch(prefix):
-        raise MomaError(f"module id {text!r} is neither a sha256 nor a prefix of at least "
+        raise MomaError(f"module id {clean(repr(text))} is neither a sha256 nor a prefix of at least "
                         f"{MIN_PREFIX} hex digits: copy it from `moma-hub modules list`")
     request = hub_pb2.ListModulesRequest(page_size=1000, states=[
         hub_pb2.MODULE_STATE_PENDING, hub_pb2.MODULE_STATE_APPROVED,
@@ -46,6 +47,6 @@ def resolve_module_id(client: oc.OperatorClient, text: str) -> str:
         shown = ", ".join(m.module_id[:16] + "…" for m in matches[:4])
         raise MomaError(f"{prefix} matches {len(matches)} modules ({shown}): give more digits")
     found = matches[0]
-    typer.echo(f"{prefix} is module {found.module_id} ({found.task}, {found.backbone} "
-               f"{found.kind})", err=True)
+    typer.echo(f"{prefix} is module {clean(found.module_id)} ({clean(found.task)}, "
+               f"{clean(found.backbone)} {clean(found.kind)})", err=True)
     return found.module_id

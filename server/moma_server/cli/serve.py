@@ -73,6 +73,9 @@ def serve_command(
     probe_set: str = typer.Option("", "--probe-set", help="Public probe set every module is "
                                   "fingerprinted on (JSON records); default: moma-probes/1. "
                                   "'none' runs no probes."),
+    idle_timeout_s: float = typer.Option(60.0, "--idle-timeout-s", min=0.5,
+                                         help="Longest pause of a client inside a call (the "
+                                         "first message: at most 10 s); then it is ended."),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
     """Serve ModuleService and OperatorService, with health checking and reflection."""
@@ -81,6 +84,7 @@ def serve_command(
     tls = _transport(listen, insecure, force_insecure, tls_cert, tls_key, client_ca)
     # Imported only now: the services load torch (module checks), which operator commands and
     # a refused configuration never need.
+    from moma_server.admission import Limits
     from moma_server.server import serve
     from moma_server.services.hub import Hub, HubConfig
     from moma_server.store.blobs import BlobStore, FileBlobStore
@@ -120,7 +124,7 @@ def serve_command(
                    f"hub_key_id={config.hub_key_id}", err=False)
         sys.stdout.flush()
 
-    serve(hub, listen, tls, stop, on_ready=ready)
+    serve(hub, listen, tls, stop, on_ready=ready, limits=Limits.with_idle(idle_timeout_s))
     # Everything is committed and closed by now; skip the interpreter's teardown of torch and
     # friends (about a second) so restarts and supervisors are not kept waiting.
     logging.shutdown()

@@ -1,12 +1,18 @@
 """RPC errors: a status code and a one-line message saying what to fix.
 
 Service code raises :class:`HubError`; :func:`handle_errors` turns it into ``context.abort``
-with that code. Anything else that escapes is a bug: it is logged with its traceback on the
-hub and the client gets INTERNAL with a message that says so, never a stack trace.
+with that code. Faults of the hub's own storage are reported as what they are: a full disk
+(or a database that says it is full) is RESOURCE_EXHAUSTED, a database that stays locked or
+cannot be reached is UNAVAILABLE, each with its cause. Anything else that escapes is a bug:
+it is logged with its traceback on the hub and the client gets INTERNAL with a message that
+says so, never a stack trace.
+
+A value a peer sent is echoed back only through :func:`shown`, which bounds and escapes it.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import logging
@@ -14,6 +20,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
 import grpc
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 log = logging.getLogger("moma_server")
 
@@ -49,7 +57,58 @@ def denied(message: str) -> HubError:
     return HubError(grpc.StatusCode.PERMISSION_DENIED, message)
 
 
+def shown(value: object, limit: int = 72) -> str:
+    """``value`` quoted for a message: escaped (``repr``) and cut to ``limit`` characters.
+
+    Ids and tokens come from the peer; an oversized one must not be echoed back whole.
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, str | bytes) else len(text)
+    return f"{text[:limit]}... ({size} characters)"
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The disk-full error behind ``exc``: itself, or what it was raised while handling (a
+    clean-up such as fsync that fails after a failed write hides the first error)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno in _DISK_FULL:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def storage_error(exc: BaseException, method: str) -> HubError | None:
+    """A HubError for a fault of the hub's disk or database, None for anything else."""
+    full = _disk_full(exc)
+    if full is not None:
+        log.error("%s: the hub's storage is full: %s", method, full)
+        return HubError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"the hub's storage is full ({full.strerror}) during {method}: nothing "
+                        "was committed; retry later, and tell the hub operator to free space")
+    if isinstance(exc, OperationalError | PoolTimeoutError):
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        first = cause[0] if cause else type(exc).__name__
+        log.error("%s: database fault: %s", method, first)
+        if "full" in first.lower():
+            return HubError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"the hub's database is full ({first}) during {method}: nothing "
+                            "was committed; retry later, and tell the hub operator")
+        return HubError(grpc.StatusCode.UNAVAILABLE,
+                        f"the hub's database is unavailable ({first}) during {method}: "
+                        "nothing was committed; retry in a few seconds")
+    return None
+
+
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> NoReturn:
+    exc = storage_error(exc, method) or exc
     if isinstance(exc, HubError):
         log.info("%s refused: %s: %s", method, exc.code.name, exc.message)
         context.abort(exc.code, exc.message)

@@ -13,6 +13,7 @@ from moma_server.services import convert
 from moma_server.services.errors import HubError, handle_errors, invalid, not_found, precondition
 from moma_server.services.fingerprint_service import attach_probe_summary, probe_set_fields
 from moma_server.services.hub import Hub
+from moma_server.services.request_fields import checked_module_id, checked_states, page_after
 from moma_server.services.uploads import Uploads
 from moma_server.store.models import ModuleRow
 
@@ -39,32 +40,23 @@ class ModuleService(hub_pb2_grpc.ModuleServiceServicer):
     @handle_errors
     def ListModules(self, request: hub_pb2.ListModulesRequest,
                     context: grpc.ServicerContext) -> hub_pb2.ListModulesResponse:
-        states = [convert.PROTO_TO_STATE.get(s) for s in request.states] or ["approved"]
-        if None in states:
-            raise invalid(f"unknown module state in {list(request.states)}: use PENDING, "
-                          "APPROVED, REJECTED or REVOKED")
+        states = checked_states(list(request.states))
         if request.page_size < 0:
             raise invalid(f"page_size {request.page_size} is negative: use 0 for the default")
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = 0
-        if request.page_token:
-            try:
-                after = int(request.page_token)
-            except ValueError:
-                raise invalid(f"page_token {request.page_token!r} was not issued by this hub: "
-                              "pass the previous response's next_page_token unchanged") from None
+        after = page_after(request.page_token)
         rows, more = self.hub.metadata.list_modules(
             backbone=request.backbone, base_sha256=request.base_sha256, kind=request.kind,
-            task=request.task, states=[s for s in states if s], after_row_id=after, limit=size)
+            task=request.task, states=states, after_row_id=after, limit=size)
         labs = self.hub.metadata.lab_names([r.contributor_key_id for r in rows])
         return hub_pb2.ListModulesResponse(
             modules=[convert.summary(r, labs.get(r.contributor_key_id, "")) for r in rows],
             next_page_token=str(rows[-1].row_id) if more and rows else "")
 
     def _module(self, module_id: str) -> ModuleRow:
-        row = self.hub.metadata.get_module(module_id) if module_id else None
+        row = self.hub.metadata.get_module(checked_module_id(module_id))
         if row is None:
-            raise not_found(f"no module {module_id!r} on this hub: check the id (the sha256 of "
+            raise not_found(f"no module {module_id} on this hub: check the id (the sha256 of "
                             "module.safetensors) with ListModules")
         return row
 

@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 
 from moma.trust.keys import public_key_from_raw, verify
 from moma.trust.operator_auth import operator_auth_payload
-from moma_server.services.errors import denied, unauthenticated
+from moma_server.services.errors import denied, shown, unauthenticated
 from moma_server.services.hub import Hub
 from moma_server.store.metadata import ReplayError
 
@@ -48,7 +48,7 @@ def authenticate(hub: Hub, request: Message, method: str) -> str:
     if public is None:
         lab = hub.metadata.get_key(kid)
         if lab is None:
-            raise unauthenticated(f"unknown operator key {kid!r}: {_FIX}")
+            raise unauthenticated(f"unknown operator key {shown(kid)}: {_FIX}")
         if not verify(public_key_from_raw(lab.public_key), payload, auth.signature):
             raise unauthenticated(f"bad operator signature for {method} by key {kid}: {_FIX}")
         what = "a revoked lab key" if lab.revoked_at else f"the lab key of {lab.lab_name!r}"

@@ -8,17 +8,27 @@ signed revocation notice, so a client holding an old approval can learn it was w
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 from sqlalchemy import select
 
 from moma.errors import TrustError
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
+from moma.safe_text import unsafe_char
 from moma.trust.countersignature import countersign
 from moma.trust.keys import key_id, public_key_from_raw, public_key_to_raw
 from moma.trust.manifest import SignedManifest
+from moma_server.curation import BY_RPC, Transition, allowed_from
 from moma_server.services import convert
-from moma_server.services.errors import HubError, handle_errors, invalid, not_found, precondition
+from moma_server.services.errors import (
+    HubError,
+    handle_errors,
+    invalid,
+    not_found,
+    precondition,
+    shown,
+)
 from moma_server.services.hub import Hub
 from moma_server.services.operator_auth import authenticate
 from moma_server.store.metadata import details, utc_now
@@ -36,6 +46,10 @@ def _text(value: str, what: str, *, required: bool = False, limit: int = MAX_TEX
         raise invalid(f"{what} is empty: give one")
     if len(value) > limit:
         raise invalid(f"{what} is {len(value)} characters, over {limit}: shorten it")
+    bad = next((ch for ch in value if unsafe_char(ch)), None)
+    if bad is not None:
+        raise invalid(f"{what} contains the control or invisible character U+{ord(bad):04X}: "
+                      "use printable text on one line")
     return value
 
 
@@ -80,13 +94,14 @@ class OperatorService(hub_pb2_grpc.OperatorServiceServicer):
         actor = authenticate(self.hub, request, "RevokeKey")
         reason = _text(request.reason, "reason")
         if request.key_id in self.hub.config.operator_keys:
-            raise precondition(f"key {request.key_id} is an operator key, configured on the hub "
-                               "host: remove its --operator-key and restart the hub")
+            raise precondition(f"key {shown(request.key_id)} is an operator key, configured on "
+                               "the hub host: remove its --operator-key and restart the hub")
         meta = self.hub.metadata
         with meta.write() as session:
             row = session.get(KeyRow, request.key_id)
             if row is None:
-                raise not_found(f"no enrolled key {request.key_id!r}: see `moma-hub keys list`")
+                raise not_found(f"no enrolled key {shown(request.key_id)}: see "
+                                "`moma-hub keys list`")
             if row.revoked_at is not None:
                 raise precondition(f"key {row.key_id} was already revoked at {row.revoked_at}")
             row.revoked_at = utc_now()
@@ -108,38 +123,48 @@ class OperatorService(hub_pb2_grpc.OperatorServiceServicer):
 
     # -- modules ------------------------------------------------------------------------------
 
-    def _transition(self, module_id: str, actor: str, *, allowed: str, to: str, action: str,
-                    extra: dict[str, str], sign_state: str | None) -> ModuleRow:
-        meta = self.hub.metadata
+    def _transition(self, module_id: str, actor: str, transition: Transition,
+                    text: str) -> ModuleRow:
+        """Apply one row of the curation table, with its audit entry, in one transaction."""
+        meta, t = self.hub.metadata, transition
         with meta.write() as session:
             # row-locked: two replicas deciding on one module at once are serialized
             row = session.scalars(select(ModuleRow).where(ModuleRow.module_id == module_id)
                                   .with_for_update()).first()
             if row is None:
-                raise not_found(f"no module {module_id!r} on this hub: check the id with "
+                raise not_found(f"no module {shown(module_id)} on this hub: check the id with "
                                 "`moma-hub modules list --state all`")
-            if row.state != allowed:
-                raise precondition(f"module {module_id} is {row.state}; only a {allowed} module "
-                                   f"can become {to}")
-            if to == "approved":
+            if row.state != t.source:
+                possible = ", ".join(allowed_from(row.state)) or "nothing more"
+                raise precondition(f"module {module_id} is {row.state}; only a {t.source} module "
+                                   f"can become {t.target} (a {row.state} module allows: "
+                                   f"{possible})")
+            if t.target == "approved":
                 key = session.get(KeyRow, row.contributor_key_id)
                 if key is None or key.revoked_at is not None:
                     raise precondition(f"the contributor key {row.contributor_key_id} of module "
                                        f"{module_id} was revoked: reject the module instead")
             now = datetime.now(UTC)
-            row.state = to
+            row.state = t.target
             row.state_changed_at = utc_now()
-            info = dict(extra)
-            if sign_state is not None:
+            info = {t.text_field: text}
+            if t.countersign:
                 cs = countersign(SignedManifest(row.manifest, row.manifest_signature),
-                                 self.hub.config.hub_key, state=sign_state, now=now)
+                                 self.hub.config.hub_key, state=t.target, now=now)
                 row.cs_state, row.cs_time = cs.state, cs.time
                 row.cs_hub_key_id, row.cs_signature = cs.hub_key_id, cs.signature
                 info["countersigned_at"] = cs.time
                 info["manifest_sha256"] = row.manifest_sha256
-            meta.append_audit(session, actor=actor, action=action, subject=module_id,
+            meta.append_audit(session, actor=actor, action=t.audit_action, subject=module_id,
                               details=details(**info))
         return row
+
+    def _curate(self, request: Any, rpc: str) -> ModuleRow:
+        """Authenticate, then apply the table's row for ``rpc`` to ``request.module_id``."""
+        actor = authenticate(self.hub, request, rpc)
+        t = BY_RPC[rpc]
+        text = _text(getattr(request, t.text_field), t.text_field, required=t.text_required)
+        return self._transition(request.module_id, actor, t, text)
 
     def _summary(self, row: ModuleRow) -> hub_pb2.ModuleSummary:
         labs = self.hub.metadata.lab_names([row.contributor_key_id])
@@ -148,33 +173,21 @@ class OperatorService(hub_pb2_grpc.OperatorServiceServicer):
     @handle_errors
     def ApproveModule(self, request: hub_pb2.ApproveModuleRequest,
                       context: grpc.ServicerContext) -> hub_pb2.ApproveModuleResponse:
-        actor = authenticate(self.hub, request, "ApproveModule")
-        row = self._transition(request.module_id, actor, allowed="pending", to="approved",
-                               action="module.approve",
-                               extra={"note": _text(request.note, "note")},
-                               sign_state="approved")
-        cs = convert.countersignature(row)
-        return hub_pb2.ApproveModuleResponse(module=self._summary(row), countersignature=cs)
+        row = self._curate(request, "ApproveModule")
+        return hub_pb2.ApproveModuleResponse(module=self._summary(row),
+                                             countersignature=convert.countersignature(row))
 
     @handle_errors
     def RejectModule(self, request: hub_pb2.RejectModuleRequest,
                      context: grpc.ServicerContext) -> hub_pb2.RejectModuleResponse:
-        actor = authenticate(self.hub, request, "RejectModule")
-        row = self._transition(request.module_id, actor, allowed="pending", to="rejected",
-                               action="module.reject",
-                               extra={"reason": _text(request.reason, "reason")},
-                               sign_state=None)
-        return hub_pb2.RejectModuleResponse(module=self._summary(row))
+        return hub_pb2.RejectModuleResponse(
+            module=self._summary(self._curate(request, "RejectModule")))
 
     @handle_errors
     def RevokeModule(self, request: hub_pb2.RevokeModuleRequest,
                      context: grpc.ServicerContext) -> hub_pb2.RevokeModuleResponse:
-        actor = authenticate(self.hub, request, "RevokeModule")
-        row = self._transition(request.module_id, actor, allowed="approved", to="revoked",
-                               action="module.revoke",
-                               extra={"reason": _text(request.reason, "reason")},
-                               sign_state="revoked")
-        return hub_pb2.RevokeModuleResponse(module=self._summary(row))
+        return hub_pb2.RevokeModuleResponse(
+            module=self._summary(self._curate(request, "RevokeModule")))
 
     # -- audit --------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from moma_server.services.errors import (
     invalid,
     not_found,
     precondition,
+    shown,
     unauthenticated,
 )
 from moma_server.services.hub import Hub
@@ -145,8 +146,8 @@ class UploadSessions:
     def session(self, upload_id: str) -> UploadSessionRow:
         row = self.hub.metadata.get_upload(upload_id) if upload_id else None
         if row is None:
-            raise not_found(f"no upload session {upload_id!r}: it finished, failed or expired; "
-                            "start a new upload with a newly signed manifest")
+            raise not_found(f"no upload session {shown(upload_id)}: it finished, failed or "
+                            "expired; start a new upload with a newly signed manifest")
         if parse_utc(row.expires_at) < datetime.now(UTC):
             self.discard(upload_id)
             raise not_found(f"upload session {upload_id} expired at {row.expires_at}: start a "
@@ -222,7 +223,7 @@ class UploadSessions:
         """The chunk's bytes if they may be appended at ``held``; HubError otherwise."""
         if request.upload_id != row.upload_id:
             raise invalid(f"upload stream mixes sessions ({row.upload_id} then "
-                          f"{request.upload_id}): use one stream per session")
+                          f"{shown(request.upload_id)}): use one stream per session")
         chunk = request.chunk
         data = chunk.data
         if chunk.offset != held:

@@ -17,8 +17,10 @@ import grpc
 from moma.backbones.registry import get_backbone
 from moma.errors import ModuleFormatError, MomaError
 from moma.modules.card import ModuleCard
+from moma.modules.card_text import check_card_text
 from moma.modules.safetensors_check import check_safetensors_bytes
 from moma.modules.store import module_schema
+from moma.modules.weight_bounds import weight_bound
 from moma.trust.manifest import Manifest
 from moma_server.services.errors import HubError, invalid
 from moma_server.store.metadata import MetadataStore
@@ -55,6 +57,7 @@ def card_of(manifest: Manifest) -> ModuleCard:
     """The manifest's card, strictly parsed and consistent with the manifest around it."""
     sha = manifest.module_sha256
     try:
+        check_card_text(manifest.card)  # before anything else reads or echoes its strings
         card = ModuleCard.from_json(manifest.card, source=f"card of module {sha}")
     except ModuleFormatError as exc:
         raise invalid(f"{exc}") from None
@@ -117,6 +120,6 @@ def check_module_bytes(data: bytes | bytearray, card: ModuleCard, module_sha256:
     try:
         schema = module_schema(get_backbone(card.backbone), card.kind)
         check_safetensors_bytes(data, expected=schema, source=source, max_bytes=max_bytes,
-                               schema_name=schema_name)
+                               schema_name=schema_name, max_abs=weight_bound(card.backbone))
     except ModuleFormatError as exc:
         raise invalid(str(exc)) from None

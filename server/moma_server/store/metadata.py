@@ -62,7 +62,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+        # How long a write waits for a lock before the RPC is answered UNAVAILABLE: 30 s, or
+        # the URL's own ``?timeout=SECONDS``.
+        timeout = float(make_url(url).query.get("timeout", 30))  # type: ignore[arg-type]
+        engine = create_engine(url, connect_args={"timeout": timeout,
+                                                  "check_same_thread": False},
                                pool_size=20, max_overflow=40)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -9,6 +9,7 @@ predictors (the floor any model must clear) and the time of each stage.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -35,6 +36,7 @@ from moma.amc.registry import get_strategy
 from moma.atomic_io import write_json
 from moma.backbones.base import Backbone
 from moma.data.prepared import PreparedData
+from moma.finite import require_finite_predictions
 from moma.modules.card import ModuleCard, TargetNormalizer
 from moma.modules.ensemble import ENSEMBLE_FILE, ENSEMBLE_FORMAT
 from moma.modules.store import LoadedModule, save_module
@@ -84,6 +86,14 @@ class ComposeResult:
         return load(self.module_path, base_dirs=self.base_dirs, device=device)
 
 
+def train_size_note(train_idx: list[int], size: int | None) -> str | None:
+    """What to tell the user when ``--train-size`` asks for more than the split holds."""
+    if size is None or size <= len(train_idx):
+        return None
+    return (f"--train-size {size} is larger than the training split ({len(train_idx)} "
+            f"structures): capped at {len(train_idx)}")
+
+
 def subsample_train(train_idx: list[int], size: int | None, seed: int) -> list[int]:
     """Few-shot: a seeded subset of the training split (the whole split when size is None)."""
     if size is None or size >= len(train_idx):
@@ -118,6 +128,9 @@ def run_compose(
     clock: dict[str, float] = {"featurize_s": data.featurize_seconds}
     targets = data.dataset.targets
     train_idx = subsample_train(data.split["train"], train_size, seed)
+    capped = train_size_note(data.split["train"], train_size)
+    if capped:
+        logging.getLogger("moma").warning(capped)
     train_g = [data.graphs[i] for i in train_idx]
     train_y = targets[train_idx]
     val_g, val_y = data.part("val")
@@ -188,6 +201,8 @@ def run_compose(
     # the test split, read once, for the kept model only
     test_raw = norm.denormalize(predict_parts(backbone, parts, test_g, config.device))
     test_pred = ranged(test_raw, calibration)
+    require_finite_predictions(range(len(val_pred)), val_pred, "the composed model (validation)")
+    require_finite_predictions(range(len(test_pred)), test_pred, "the composed model (test)")
     metrics = {
         "val_mae": float(np.mean(np.abs(val_pred - val_y))),
         "test_mae": float(np.mean(np.abs(test_pred - test_y))),
@@ -231,6 +246,7 @@ def run_compose(
         "notes": notes,
         "head": options.head, "head_refits": head_refits,
         "train_size": len(train_g), "n_val": len(val_g), "n_test": len(test_g),
+        "train_size_requested": train_size, "train_size_note": capped,
         "candidates": selection_json or [
             {"name": m.card.name, "module_id": m.module_id, "task": m.card.task}
             for m in candidates],

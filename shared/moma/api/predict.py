@@ -21,6 +21,7 @@ from moma.backbones.base import Backbone, BackboneModel
 from moma.backbones.registry import get_backbone
 from moma.data.predict_inputs import PredictInput, read_prediction_inputs
 from moma.errors import DataError
+from moma.finite import require_finite_predictions
 from moma.graphs.cache import featurize
 from moma.modules.card import ModuleCard
 from moma.modules.ensemble import load_weighted_modules
@@ -95,7 +96,9 @@ class Model:
         predictions, embeddings = [], None
         for i, ((loaded, _), model) in enumerate(zip(self.parts, self.models(), strict=True)):
             z = predict_standardized(self.backbone, model, featurized.graphs, device=self.device)
-            predictions.append(loaded.card.normalizer.denormalize(z))
+            values = loaded.card.normalizer.denormalize(z)
+            require_finite_predictions(featurized.ids, values, f"module {loaded.card.name}")
+            predictions.append(values)
             if i == lead and calibration.domain is not None:
                 embeddings = embed_graphs(self.backbone, model, featurized.graphs,
                                           device=self.device)

@@ -19,10 +19,13 @@ import click
 import typer
 
 from moma.errors import ExitCode, MomaError
+from moma.safe_text import clean
 
 
 def print_error(message: str) -> None:
-    click.echo(f"{click.style('error:', fg='red')} {message}", err=True)
+    """One ``error:`` line; the message may quote a hub or a contributor, so it is escaped
+    (:func:`moma.safe_text.clean`: no control characters, no forged second line)."""
+    click.echo(f"{click.style('error:', fg='red')} {clean(message)}", err=True)
 
 
 def usage_line(exc: click.UsageError) -> str:

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pymatgen.core import Structure
 
+from moma.data.limits import read_bounded
 from moma.data.records import Dataset, Rejection
 from moma.data.structure_files import file_stem, read_cif, read_json_file, structure_from_dict
 from moma.data.validate import (
@@ -171,7 +173,7 @@ def _load_cgcnn_folder(
             "line, no header) and one <id>.cif per structure"
         )
     try:
-        text = table.read_text(encoding="utf-8-sig")
+        text = read_bounded(table).decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{table}: cannot read it ({one_line(exc)}); check the file") from None
     lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
@@ -228,8 +230,9 @@ def _single_cif(path: Path) -> Structure:
 def _load_extxyz(path: Path, task: str | None, target: str | None, skip_invalid: bool) -> Dataset:
     import ase.io
 
+    text = read_bounded(path)  # bounded before ASE builds any frame
     try:
-        frames = ase.io.read(path, index=":", format="extxyz")
+        frames = ase.io.read(io.StringIO(text.decode("utf-8")), index=":", format="extxyz")
     except Exception as exc:
         raise DataError(
             f"{path}: not a readable extxyz file ({one_line(exc)}); fix the file"

@@ -10,7 +10,6 @@ deep inside featurization.
 
 from __future__ import annotations
 
-import gzip
 import json
 import warnings
 import zlib
@@ -22,6 +21,7 @@ from pymatgen.core import Structure
 from pymatgen.io.cif import CifParser
 from pymatgen.io.vasp import Poscar
 
+from moma.data.limits import LimitError, file_too_large, read_bounded
 from moma.data.validate import (
     RecordProblem,
     check_structure,
@@ -47,9 +47,7 @@ def file_stem(path: Path) -> str:
 def read_json_file(path: Path) -> Any:
     """Parsed JSON of ``path`` (gzip when it ends in ``.gz``); unreadable or empty is an error."""
     try:
-        raw = path.read_bytes()
-        if path.name.lower().endswith(".gz"):
-            raw = gzip.decompress(raw)
+        raw = read_bounded(path)  # decompressed while counting: a bomb stops at the limit
     except FileNotFoundError:
         raise DataError(f"{path}: no such file; check the path") from None
     except (OSError, EOFError, zlib.error) as exc:
@@ -62,6 +60,9 @@ def read_json_file(path: Path) -> Any:
         raise DataError(
             f"{path}: not valid JSON ({one_line(exc)}); fix or re-export the file"
         ) from None
+    except RecursionError:
+        raise LimitError(f"{path}: JSON nested deeper than this reader allows (Python's "
+                         "recursion limit): datasets are a few levels deep; fix the file") from None
 
 
 def structure_from_dict(obj: object) -> Structure:
@@ -99,6 +100,8 @@ def read_cif(path: Path) -> list[Structure]:
     """Every structure of a CIF file, as written (no primitive reduction)."""
     if not path.is_file():
         raise RecordProblem(f"no file {path}")
+    if too_large := file_too_large(path):
+        raise RecordProblem(too_large)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -112,6 +115,8 @@ def read_poscar(path: Path) -> Structure:
     """A POSCAR/CONTCAR structure; element names must be in the file or a POTCAR beside it."""
     if not path.is_file():
         raise RecordProblem(f"no file {path}")
+    if too_large := file_too_large(path):
+        raise RecordProblem(too_large)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

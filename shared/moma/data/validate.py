@@ -31,6 +31,7 @@ import numpy as np
 from pymatgen.core import Lattice, Structure
 from pymatgen.core.periodic_table import DummySpecies, get_el_sp
 
+from moma.data.limits import check_cell
 from moma.data.records import (
     SPLIT_PARTS,
     Dataset,
@@ -143,6 +144,8 @@ def structure_from_arrays(lattice: object, species: object, frac_coords: object)
     if len(species) != len(coords):
         raise RecordProblem(f"{len(species)} species but {len(coords)} frac_coords")
     check_lattice(matrix)
+    if problem := check_cell(len(species), abs(float(np.linalg.det(matrix)))):
+        raise RecordProblem(problem)
     if not np.isfinite(coords).all():
         raise RecordProblem("frac_coords contain NaN or inf")
     for symbol in species:
@@ -162,6 +165,8 @@ def check_structure(structure: Structure) -> Structure:
     if len(structure) == 0:
         raise RecordProblem("structure has no sites")
     check_lattice(np.asarray(structure.lattice.matrix, dtype=np.float64))
+    if problem := check_cell(len(structure), float(structure.volume)):
+        raise RecordProblem(problem)
     if not np.isfinite(structure.frac_coords).all():
         raise RecordProblem("frac_coords contain NaN or inf")
     for index, site in enumerate(structure):

@@ -35,6 +35,7 @@ from moma.modules.card import (
 )
 from moma.modules.safetensors_check import read_file_capped, read_safetensors_bytes
 from moma.modules.store import module_schema, save_module_bytes, sha256_file
+from moma.modules.weight_bounds import weight_bound
 
 SOURCE_NAME = "moe18-cgcnn"
 MANIFEST = "manifest.json"
@@ -173,7 +174,8 @@ def import_moe18(src: Path, out: Path) -> list[ModuleCard]:
                                     f"{entry['sha256']}; the file is corrupt or was replaced: "
                                     "restore it from the MoE-(18) release")
         read_safetensors_bytes(data, expected=schema, source=str(path),
-                               schema_name="the cgcnn full-module schema")
+                               schema_name="the cgcnn full-module schema",
+                               max_abs=weight_bound("cgcnn"))
         staged.append((task, data, _card(task, entry, digest, featurizer, backbone.version,
                                          created)))
     out.parent.mkdir(parents=True, exist_ok=True)

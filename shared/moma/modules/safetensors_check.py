@@ -253,14 +253,30 @@ def check_schema(infos: Mapping[str, TensorInfo], expected: Schema, source: str,
                             "another architecture or kind: use a module of this backbone")
 
 
-def check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
-    """Refuse NaN/inf in any floating tensor (a diverged or tampered module)."""
+def check_finite(state: Mapping[str, torch.Tensor], source: str,
+                 max_abs: float | None = None) -> None:
+    """Refuse NaN/inf in any floating tensor (a diverged or tampered module), and with
+    ``max_abs`` any weight of larger magnitude (see :mod:`moma.modules.weight_bounds`)."""
     bad = [(name, int((~torch.isfinite(t)).sum())) for name, t in sorted(state.items())
            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
         listed = ", ".join(f"{name!r} ({count})" for name, count in bad[:5])
         raise _fail(source, f"non-finite values (NaN/inf) in tensor(s) {listed}; the module "
                             "comes from a diverged or corrupted run: retrain or re-export it")
+    if max_abs is not None:
+        over = [(name, int((t.abs() > max_abs).sum()), float(t.abs().max()))
+                for name, t in sorted(state.items())
+                if t.is_floating_point() and t.numel() and float(t.abs().max()) > max_abs]
+        _refuse_large(over, max_abs, source)
+
+
+def _refuse_large(over: list[tuple[str, int, float]], max_abs: float, source: str) -> None:
+    if over:
+        listed = ", ".join(f"{name!r} ({count}, largest {top:.3g})"
+                           for name, count, top in over[:5])
+        raise _fail(source, f"weights of magnitude above {max_abs:g}, this backbone's bound, "
+                            f"in tensor(s) {listed}; the module comes from a diverged or "
+                            "tampered run: retrain it")
 
 
 def read_safetensors_bytes(
@@ -271,8 +287,10 @@ def read_safetensors_bytes(
     max_bytes: int = MAX_MODULE_BYTES,
     max_header_bytes: int = MAX_HEADER_BYTES,
     schema_name: str = "the expected schema",
+    max_abs: float | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Check a safetensors buffer completely, then return its tensors (all finite)."""
+    """Check a safetensors buffer completely, then return its tensors (all finite, and with
+    ``max_abs`` none larger in magnitude)."""
     infos = check_header(data, source=source, max_bytes=max_bytes,
                          max_header_bytes=max_header_bytes)
     if expected is not None:
@@ -281,23 +299,40 @@ def read_safetensors_bytes(
         state = safetensors_torch.load(data)
     except Exception as exc:  # the library's own checks, after ours: should not happen
         raise _fail(source, f"safetensors could not read the file ({exc}); {_REFETCH}") from None
-    check_finite(state, source)
+    check_finite(state, source, max_abs)
     return state
 
 
 _NUMPY_FLOATS = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
 
 
+def _float_values(view: memoryview, dtype: str) -> np.ndarray | None:
+    """The raw little-endian tensor bytes as numbers (None for integer dtypes); no copy except
+    for BF16, widened to float32 (numpy has no bfloat16)."""
+    if dtype == "BF16":
+        bits = np.frombuffer(view, dtype="<u2").astype(np.uint32) << 16
+        return bits.view(np.float32)
+    if dtype not in _NUMPY_FLOATS:
+        return None
+    return np.frombuffer(view, dtype=np.dtype(_NUMPY_FLOATS[dtype]).newbyteorder("<"))
+
+
 def _non_finite(view: memoryview, dtype: str) -> int:
     """How many NaN/inf values the raw little-endian tensor bytes hold (0 for integer dtypes)."""
-    if dtype == "BF16":  # no numpy bfloat16: all exponent bits set means NaN or inf
-        bits = np.frombuffer(view, dtype="<u2")
-        return int(np.count_nonzero((bits & 0x7F80) == 0x7F80))
-    if dtype not in _NUMPY_FLOATS:
+    values = _float_values(view, dtype)
+    if values is None:
         return 0
-    values = np.frombuffer(view, dtype=np.dtype(_NUMPY_FLOATS[dtype]).newbyteorder("<"))
     finite = np.isfinite(values)
     return 0 if finite.all() else int(values.size - np.count_nonzero(finite))
+
+
+def _over(view: memoryview, dtype: str, max_abs: float) -> tuple[int, float]:
+    """How many values are larger in magnitude than ``max_abs``, and the largest magnitude."""
+    values = _float_values(view, dtype)
+    if values is None or values.size == 0:
+        return 0, 0.0
+    magnitude = np.abs(values)
+    return int(np.count_nonzero(magnitude > max_abs)), float(magnitude.max())
 
 
 def check_safetensors_bytes(
@@ -308,6 +343,7 @@ def check_safetensors_bytes(
     max_bytes: int = MAX_MODULE_BYTES,
     max_header_bytes: int = MAX_HEADER_BYTES,
     schema_name: str = "the expected schema",
+    max_abs: float | None = None,
 ) -> dict[str, TensorInfo]:
     """Every check of :func:`read_safetensors_bytes` without building tensors.
 
@@ -326,6 +362,11 @@ def check_safetensors_bytes(
         listed = ", ".join(f"{name!r} ({count})" for name, count in bad[:5])
         raise _fail(source, f"non-finite values (NaN/inf) in tensor(s) {listed}; the module "
                             "comes from a diverged or corrupted run: retrain or re-export it")
+    if max_abs is not None:
+        over = [(i.name, n, top) for i in sorted(infos.values(), key=lambda i: i.name)
+                for n, top in [_over(view[start + i.begin:start + i.end], i.dtype, max_abs)]
+                if n]
+        _refuse_large(over, max_abs, source)
     return infos
 
 

@@ -36,6 +36,7 @@ from moma.modules.safetensors_check import (
     read_file_capped,
     read_safetensors_bytes,
 )
+from moma.modules.weight_bounds import weight_bound
 
 MODULE_FILE = "module.safetensors"
 CARD_FILE = "card.json"
@@ -131,7 +132,8 @@ def save_module_bytes(out_dir: Path, data: bytes, card: ModuleCard, *,
                                 f"hash to {module_id}; the weights do not belong to this card")
     card = _checked_card(replace(card, module_id=module_id), str(out_dir / CARD_FILE))
     schema, schema_name = _schema_for(card, source)
-    read_safetensors_bytes(data, expected=schema, source=source, schema_name=schema_name)
+    read_safetensors_bytes(data, expected=schema, source=source, schema_name=schema_name,
+                           max_abs=weight_bound(card.backbone))
     write_bytes(out_dir / MODULE_FILE, data)
     write_json(out_dir / CARD_FILE, card.to_json())
     return card
@@ -153,7 +155,8 @@ def adopt_module_file(out_dir: Path, weights: Path, data: bytes, card: ModuleCar
                                 f"hash to {module_id}; the weights do not belong to this card")
     card = _checked_card(replace(card, module_id=module_id), str(out_dir / CARD_FILE))
     schema, schema_name = _schema_for(card, source)
-    state = read_safetensors_bytes(data, expected=schema, source=source, schema_name=schema_name)
+    state = read_safetensors_bytes(data, expected=schema, source=source, schema_name=schema_name,
+                                   max_abs=weight_bound(card.backbone))
     out_dir.mkdir(parents=True, exist_ok=True)
     os.replace(weights, out_dir / MODULE_FILE)
     write_json(out_dir / CARD_FILE, card.to_json())  # fsyncs the folder, with the rename above
@@ -237,7 +240,7 @@ def load_module(path: Path, *, verify_id: bool = True,
             f"{card.module_id}; the weights were changed or belong to another card: fetch the "
             "module again")
     state = read_safetensors_bytes(data, expected=schema, source=source, max_bytes=max_bytes,
-                                   schema_name=schema_name)
+                                   schema_name=schema_name, max_abs=weight_bound(card.backbone))
     return LoadedModule(path=folder, card=card, state=state, module_id=module_id)
 
 
