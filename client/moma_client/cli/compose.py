@@ -119,7 +119,7 @@ def compose(
                       f"proxy MAE {entry['proxy_mae']:.4g}")
     print_compose_trust(report)
     m = report["metrics"]
-    unit_s = f" {report['unit']}" if report["unit"] else ""
+    unit_s = f" {for_markup(report['unit'])}" if report["unit"] else ""
     out.print(f"test MAE {m['test_mae']:.4g}{unit_s} (val {m['val_mae']:.4g}; train-mean "
               f"predictor {m['test_mae_train_mean']:.4g}, train-median "
               f"{m['test_mae_train_median']:.4g})"

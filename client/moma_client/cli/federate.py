@@ -194,7 +194,7 @@ def _show(progress: dict[str, object]) -> None:
     if stage == "round":
         err.print(f"  round {progress.get('round')}/{progress.get('rounds')} done")
     elif stage:
-        err.print(f"  {stage}")
+        err.print(f"  {for_markup(stage)}")
 
 
 __all__ = ["federate_app"]

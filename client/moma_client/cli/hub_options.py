@@ -61,8 +61,8 @@ def hub_candidate_folders(hub: str, hub_key: str | None, ca: Path | None,
                                  on_module=lambda n, total, _card: update(n, total))
     for module_id, why in found.skipped:
         err.print(clean(f"hub: skipped {module_id[:12]}: {why}"), soft_wrap=True, markup=False)
-    err.print(f"hub {client.hub_id}: {len(found.folders)} approved {kind} {backbone} candidates "
-              f"verified; {found.downloads} downloaded ({found.downloaded_bytes} bytes), "
+    err.print(f"hub {clean(client.hub_id)}: {len(found.folders)} approved {kind} {backbone} "
+              f"candidates verified; {found.downloads} downloaded ({found.downloaded_bytes} bytes), "
               f"{len(found.folders) - found.downloads} from the cache {cache.root}",
               soft_wrap=True, markup=False)
     return found.folders

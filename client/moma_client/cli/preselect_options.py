@@ -16,6 +16,7 @@ import typer
 
 from moma.backbones.base import Backbone, Graph
 from moma.errors import MomaError
+from moma.safe_text import clean
 from moma_client.cli.common import err
 from moma_client.cli.hub_options import connect
 from moma_client.hub.cache import ModuleCache
@@ -51,8 +52,8 @@ def hub_preselected_folders(hub: str, hub_key: str | None, ca: Path | None,
                            graphs=graphs, targets=targets, top_k=top_k,
                            exclude_task=exclude_task)
     r = result.report
-    err.print(f"hub {client.hub_id}: ranked {r['ranked']} of {r['candidates']} {kind} "
-              f"{backbone.name} modules from fingerprints ({r['fingerprints']['new']} new); "
+    err.print(f"hub {clean(client.hub_id)}: ranked {r['ranked']} of {r['candidates']} "
+              f"{kind} {backbone.name} modules from fingerprints ({r['fingerprints']['new']} new); "
               f"top {len(result.folders)} verified, {r['downloads']} downloaded "
               f"({r['downloaded_bytes']} bytes) in {r['timings']['total_s']:.1f} s",
               soft_wrap=True, markup=False)
