@@ -166,7 +166,7 @@ def test_128_concurrent_clients_over_3_replicas(pg_cluster: None, seaweed: Seawe
                                                public_key=setup_lab.public_raw))
         base_data, base_card = factory.cgcnn_base()
         base = upload(mods, signed_manifest(setup_lab, base_data, base_card, cluster.hub_id),
-                      base_data).module
+                      base_data, start_timeout=600).module
         operator_call(ops, cluster.operator, cluster.hub_id, "ApproveModule",
                       hub_pb2.ApproveModuleRequest(module_id=base.module_id))
         sent: dict[str, bytes] = {base.module_id: base_data}
@@ -185,7 +185,7 @@ def test_128_concurrent_clients_over_3_replicas(pg_cluster: None, seaweed: Seawe
                                                        public_key=lab.public_raw))
                 data, card = factory.cgcnn_adapter(10_000 + index, task=f"task-{index % 7}")
                 module_id = upload(stub, signed_manifest(lab, data, card, cluster.hub_id),
-                                   data).module.module_id
+                                   data, start_timeout=600).module.module_id
                 assert module_id == hashlib.sha256(data).hexdigest()
                 operator_call(op_stub, cluster.operator, cluster.hub_id, "ApproveModule",
                               hub_pb2.ApproveModuleRequest(module_id=module_id))
