@@ -74,11 +74,12 @@ def test_object_store_outage_is_unavailable_and_heals(pg_cluster: None, tmp_path
                               hub_pb2.EnrollKeyRequest(lab_name=lab.name,
                                                        public_key=lab.public_raw))
                 (a_data, a_card), (b_data, b_card) = pool.modules[3], pool.modules[4]
-                a = upload(mods, signed_manifest(lab, a_data, a_card, hub.hub_id), a_data).module
+                a = upload(mods, signed_manifest(lab, a_data, a_card, hub.hub_id), a_data,
+                           start_timeout=600).module
                 operator_call(ops, hub.operator, hub.hub_id, "ApproveModule",
                               hub_pb2.ApproveModuleRequest(module_id=a.module_id))
                 start = mods.StartUpload(hub_pb2.StartUploadRequest(
-                    signed_manifest=signed_manifest(lab, b_data, b_card, hub.hub_id)), timeout=60)
+                    signed_manifest=signed_manifest(lab, b_data, b_card, hub.hub_id)), timeout=600)
 
                 weed.stop()  # the object store goes away
                 message = _unavailable(lambda: download(mods, a.module_id))
@@ -122,7 +123,7 @@ def test_sigkill_during_finish_upload_never_leaves_a_partial_module(
             victim = cluster.replicas[0]
             _, vmods, _ = _stubs(victim.address)
             start = vmods.StartUpload(hub_pb2.StartUploadRequest(
-                signed_manifest=signed_manifest(lab, data, card, cluster.hub_id)), timeout=60)
+                signed_manifest=signed_manifest(lab, data, card, cluster.hub_id)), timeout=600)
             vmods.Upload(chunks(start.upload_id, data), timeout=120)
             vmods.FinishUpload.future(hub_pb2.FinishUploadRequest(upload_id=start.upload_id),
                                       timeout=120)
