@@ -93,7 +93,15 @@ def test_object_store_outage_is_unavailable_and_heals(pg_cluster: None, tmp_path
                 time.sleep(3)
 
                 weed.start()  # back on the same ports and data; the hub is not restarted
-                assert download(mods, a.module_id)[1] == a_data
+                deadline = time.monotonic() + 120
+                while True:  # the store may answer 5xx for a few seconds while it settles
+                    try:
+                        assert download(mods, a.module_id)[1] == a_data
+                        break
+                    except grpc.RpcError as exc:
+                        assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc.details()
+                        assert time.monotonic() < deadline, "the hub never served again"
+                        time.sleep(1)
                 assert mods.Upload(chunks(start.upload_id, b_data),
                                    timeout=120).offset == len(b_data)
                 b = mods.FinishUpload(hub_pb2.FinishUploadRequest(upload_id=start.upload_id),

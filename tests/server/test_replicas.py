@@ -127,7 +127,8 @@ def test_replicas_behind_nginx_survive_a_sigkill_mid_upload(
                                         "upload_id": start.upload_id}))
     with HubClient(Transport(cluster.addresses, insecure=True), hub_key=hub_key) as client:
         done = contribute(client, lab.private, module_dir)
-    assert done.resumed_from == 2 * PART  # the part replica 0 recorded was kept
+    # the part replica 0 recorded was kept (and any chunk of the dying stream it recorded)
+    assert 2 * PART <= done.resumed_from < len(b_data)
     assert done.module.module_id == module_id
 
     # 4. a replica restarting (start-up reconciliation) leaves another replica's live
