@@ -231,9 +231,13 @@ def chunks(upload_id: str, data: bytes, start: int = 0, size: int = CHUNK
 
 
 def upload(stub: hub_pb2_grpc.ModuleServiceStub, signed: hub_pb2.SignedManifest, data: bytes,
-           chunk_size: int = CHUNK) -> hub_pb2.FinishUploadResponse:
-    """StartUpload, Upload (one stream), FinishUpload."""
-    start = stub.StartUpload(hub_pb2.StartUploadRequest(signed_manifest=signed), timeout=60)
+           chunk_size: int = CHUNK, start_timeout: float = 60) -> hub_pb2.FinishUploadResponse:
+    """StartUpload, Upload (one stream), FinishUpload.
+
+    ``start_timeout``: a fresh hub builds a backbone's schema on its first StartUpload, which
+    takes minutes on a loaded machine."""
+    start = stub.StartUpload(hub_pb2.StartUploadRequest(signed_manifest=signed),
+                             timeout=start_timeout)
     if data:
         stub.Upload(chunks(start.upload_id, data, size=chunk_size), timeout=120)
     return stub.FinishUpload(hub_pb2.FinishUploadRequest(upload_id=start.upload_id),

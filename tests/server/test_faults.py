@@ -74,11 +74,12 @@ def test_object_store_outage_is_unavailable_and_heals(pg_cluster: None, tmp_path
                               hub_pb2.EnrollKeyRequest(lab_name=lab.name,
                                                        public_key=lab.public_raw))
                 (a_data, a_card), (b_data, b_card) = pool.modules[3], pool.modules[4]
-                a = upload(mods, signed_manifest(lab, a_data, a_card, hub.hub_id), a_data).module
+                a = upload(mods, signed_manifest(lab, a_data, a_card, hub.hub_id), a_data,
+                           start_timeout=600).module
                 operator_call(ops, hub.operator, hub.hub_id, "ApproveModule",
                               hub_pb2.ApproveModuleRequest(module_id=a.module_id))
                 start = mods.StartUpload(hub_pb2.StartUploadRequest(
-                    signed_manifest=signed_manifest(lab, b_data, b_card, hub.hub_id)), timeout=60)
+                    signed_manifest=signed_manifest(lab, b_data, b_card, hub.hub_id)), timeout=600)
 
                 weed.stop()  # the object store goes away
                 message = _unavailable(lambda: download(mods, a.module_id))
@@ -92,7 +93,15 @@ def test_object_store_outage_is_unavailable_and_heals(pg_cluster: None, tmp_path
                 time.sleep(3)
 
                 weed.start()  # back on the same ports and data; the hub is not restarted
-                assert download(mods, a.module_id)[1] == a_data
+                deadline = time.monotonic() + 120
+                while True:  # the store may answer 5xx for a few seconds while it settles
+                    try:
+                        assert download(mods, a.module_id)[1] == a_data
+                        break
+                    except grpc.RpcError as exc:
+                        assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc.details()
+                        assert time.monotonic() < deadline, "the hub never served again"
+                        time.sleep(1)
                 assert mods.Upload(chunks(start.upload_id, b_data),
                                    timeout=120).offset == len(b_data)
                 b = mods.FinishUpload(hub_pb2.FinishUploadRequest(upload_id=start.upload_id),
@@ -122,7 +131,7 @@ def test_sigkill_during_finish_upload_never_leaves_a_partial_module(
             victim = cluster.replicas[0]
             _, vmods, _ = _stubs(victim.address)
             start = vmods.StartUpload(hub_pb2.StartUploadRequest(
-                signed_manifest=signed_manifest(lab, data, card, cluster.hub_id)), timeout=60)
+                signed_manifest=signed_manifest(lab, data, card, cluster.hub_id)), timeout=600)
             vmods.Upload(chunks(start.upload_id, data), timeout=120)
             vmods.FinishUpload.future(hub_pb2.FinishUploadRequest(upload_id=start.upload_id),
                                       timeout=120)
@@ -166,7 +175,7 @@ def test_128_concurrent_clients_over_3_replicas(pg_cluster: None, seaweed: Seawe
                                                public_key=setup_lab.public_raw))
         base_data, base_card = factory.cgcnn_base()
         base = upload(mods, signed_manifest(setup_lab, base_data, base_card, cluster.hub_id),
-                      base_data).module
+                      base_data, start_timeout=600).module
         operator_call(ops, cluster.operator, cluster.hub_id, "ApproveModule",
                       hub_pb2.ApproveModuleRequest(module_id=base.module_id))
         sent: dict[str, bytes] = {base.module_id: base_data}
@@ -185,7 +194,7 @@ def test_128_concurrent_clients_over_3_replicas(pg_cluster: None, seaweed: Seawe
                                                        public_key=lab.public_raw))
                 data, card = factory.cgcnn_adapter(10_000 + index, task=f"task-{index % 7}")
                 module_id = upload(stub, signed_manifest(lab, data, card, cluster.hub_id),
-                                   data).module.module_id
+                                   data, start_timeout=600).module.module_id
                 assert module_id == hashlib.sha256(data).hexdigest()
                 operator_call(op_stub, cluster.operator, cluster.hub_id, "ApproveModule",
                               hub_pb2.ApproveModuleRequest(module_id=module_id))
