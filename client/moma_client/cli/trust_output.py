@@ -8,17 +8,19 @@ string that came from a module card (names, tasks) is escaped before printing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from moma.modules.card import ModuleCard
 from moma.safe_text import for_markup
-from moma.uncertainty.floor import floor_flags
-from moma.uncertainty.ranges import PhysicalRange
 from moma_client.cli.common import out
+
+if TYPE_CHECKING:
+    from moma.modules.card import ModuleCard
 
 
 def print_train_result(card: ModuleCard, folder: Path) -> None:
     """A trained module's metrics beside the floor predictors, its flags and uncertainty."""
+    from moma.uncertainty.floor import floor_flags
+
     m = card.metrics
     unit = card.unit
     out.print(f"  val MAE {m['val_mae']:.4g} {for_markup(unit)} (train-median predictor "
@@ -41,6 +43,8 @@ def print_train_result(card: ModuleCard, folder: Path) -> None:
 
 def print_trust_summary(extra: dict[str, Any], metrics: dict[str, float]) -> None:
     """Intervals, domain, range and fingerprint of a trained module (from its card)."""
+    from moma.uncertainty.ranges import PhysicalRange
+
     unc = extra.get("uncertainty") or {}
     if unc.get("conformal"):
         out.print("  " + interval_sentence(unc["conformal"], metrics.get("test_coverage")))

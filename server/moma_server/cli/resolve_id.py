@@ -13,19 +13,19 @@ import re
 import typer
 
 from moma.errors import MomaError
-from moma.modules.card import is_sha256
 from moma.proto.hub.v1 import hub_pb2
 from moma.safe_text import clean
 from moma_server.cli import operator_client as oc
 
 MIN_PREFIX = 6
 _HEX = re.compile(r"[0-9a-f]+")
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # not moma.modules.card's: that imports torch (slow CLI)
 
 
 def resolve_module_id(client: oc.OperatorClient, text: str) -> str:
     """The full module id for ``text`` (printing which module a prefix resolved to)."""
     prefix = text.strip().lower()
-    if is_sha256(prefix):
+    if _SHA256.fullmatch(prefix):
         return prefix
     if len(prefix) < MIN_PREFIX or not _HEX.fullmatch(prefix):
         raise MomaError(f"module id {clean(repr(text))} is neither a sha256 nor a prefix of at least "
