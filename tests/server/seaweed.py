@@ -82,9 +82,11 @@ class Seaweed:
         config.chmod(0o600)
         if not self.ports:
             self.ports = {name: _free_port_pair() for name in ("master", "volume", "filer", "s3")}
+        # Each bucket is a collection that grows 7 volumes at once: 16 volume slots ran out
+        # after two buckets ("Not enough data nodes found"), so a session of tests needs more.
         args = [WEED, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data}",
                 f"-master.port={self.ports['master']}", f"-volume.port={self.ports['volume']}",
-                "-master.volumeSizeLimitMB=64", "-volume.max=16", "-volume.preStopSeconds=0",
+                "-master.volumeSizeLimitMB=64", "-volume.max=256", "-volume.preStopSeconds=0",
                 "-filer", f"-filer.port={self.ports['filer']}",
                 "-s3", f"-s3.port={self.ports['s3']}", f"-s3.config={config}",
                 "-s3.port.iceberg=0", "-s3.port.lance=0"]
