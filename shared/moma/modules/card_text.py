@@ -5,10 +5,10 @@ downstream owner's listing), so the hub refuses, at StartUpload, a card whose te
 harm there; printing escapes them as well (:mod:`moma.safe_text`). The rules
 (docs/hub.md, "Card text"):
 
-- identifiers (``backbone``, ``backbone_version``, ``kind``, ``task``, ``property``,
+- identifiers (``backbone``, ``backbone_version``, ``kind``, ``task``,
   ``split``, ``software_version``, ``format``): ASCII letters, digits and ``_ . : + @ = / -``,
   starting with a letter or digit, 1 to 128 characters (versions 64);
-- labels (``name``, ``unit``): 1 to 128 characters, no leading or trailing space, none of the
+- labels (``name``, ``unit``, ``property``: a property is named in words, e.g. "e_form expt"): 1 to 128 characters, no leading or trailing space, none of the
   unsafe characters below;
 - every other string anywhere in the card (``created``, ``extra``, ``hyperparameters``,
   ``participants``, ``parents``, ``featurizer``, keys of ``metrics``...): at most 1,024
@@ -29,8 +29,8 @@ from moma.errors import ModuleFormatError
 from moma.safe_text import clean, unsafe_char
 
 IDENTIFIER_FIELDS = {"backbone": 128, "backbone_version": 64, "kind": 128, "task": 128,
-                     "property": 128, "split": 128, "software_version": 64, "format": 128}
-LABEL_FIELDS = {"name": 128, "unit": 128}
+                     "split": 128, "software_version": 64, "format": 128}
+LABEL_FIELDS = {"name": 128, "unit": 128, "property": 128}
 MAX_STRING = 1024
 MAX_KEY = 128
 MAX_CARD_BYTES = 64 * 1024
