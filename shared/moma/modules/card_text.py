@@ -8,7 +8,8 @@ harm there; printing escapes them as well (:mod:`moma.safe_text`). The rules
 - identifiers (``backbone``, ``backbone_version``, ``kind``, ``task``,
   ``split``, ``software_version``, ``format``): ASCII letters, digits and ``_ . : + @ = / -``,
   starting with a letter or digit, 1 to 128 characters (versions 64);
-- labels (``name``, ``unit``, ``property``: a property is named in words, e.g. "e_form expt"): 1 to 128 characters, no leading or trailing space, none of the
+- labels (``name``, ``unit``, ``property``, which is named in words, e.g. "e_form expt"):
+  1 to 128 characters, no leading or trailing space, none of the
   unsafe characters below;
 - every other string anywhere in the card (``created``, ``extra``, ``hyperparameters``,
   ``participants``, ``parents``, ``featurizer``, keys of ``metrics``...): at most 1,024
