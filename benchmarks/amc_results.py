@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -34,7 +35,7 @@ from moma.api.compose import ComposeRequest
 from moma.api.compose import run as compose_run
 from moma.atomic_io import write_json
 from moma.data.readers import load_dataset
-from moma.modules.store import load_module
+from moma.modules.store import LoadedModule, load_module
 from moma.paths import downstream_task_path
 from moma.training.loop import TrainConfig
 
@@ -155,25 +156,31 @@ def module_folder(run: Run, profile: str) -> Path:
     return build_family(f"{backbone}-{run.kind}", profile)
 
 
-def result_path(run: Run, task: str, split: str, train_size: int | None, profile: str) -> Path:
+def result_path(run: Run, task: str, split: str, train_size: int | None, profile: str,
+                results: Path = RESULTS) -> Path:
     size = f"n{train_size}" if train_size else "all"
-    return RESULTS / profile / run.hub / task / f"{split}-{size}-{run.name}.json"
+    return results / profile / run.hub / task / f"{split}-{size}-{run.name}.json"
 
 
-def execute(run: Run, task: str, split: str, train_size: int | None, profile: str) -> None:
-    path = result_path(run, task, split, train_size, profile)
-    if path.is_file():
-        return
+def compose_request(run: Run, task: str, split: str, train_size: int | None, profile: str,
+                    out: Path, *, epochs: int | None = None,
+                    candidates: Sequence[Path | LoadedModule] | None = None,
+                    ) -> tuple[ComposeRequest, list[str]]:
+    """The compose request of ``run`` on ``task``/``split`` and the sources it excludes.
+
+    ``candidates`` replaces the hub family (module scaling composes from sub-hubs; checks
+    compose from a small folder); ``epochs`` replaces the fine-tuning budget (checks only).
+    """
     backbone_name = "chgnet" if run.hub == "chgnet" else "cgcnn"
     needs_modules = get_strategy(run.strategy).needs_modules
-    folder = module_folder(run, profile) if needs_modules else moe18_modules()
+    if candidates is None:
+        candidates = [module_folder(run, profile)] if needs_modules else []
     # CHGNet fine-tuning gets 30 epochs even in the full profile (cost; see amc_hub.CHGNET_FULL)
-    epochs = 30 if profile == "quick" or backbone_name == "chgnet" else 60
+    epochs = epochs or (30 if profile == "quick" or backbone_name == "chgnet" else 60)
     excluded = leaking_sources(task, split) if run.hub != "moe18" else []
-    out = RUNS / "amc" / profile / path.relative_to(RESULTS / profile).with_suffix("")
     request = ComposeRequest(
         data=downstream_task_path(task), out=out,
-        candidates=([folder] if needs_modules else [])
+        candidates=[*candidates]
         + ([load_module(moe18_modules() / "mp_eform")] if run.with_base else []),
         strategy=run.strategy, merge=run.merge, kind=run.kind, head=run.head,
         backbone=backbone_name, split=split, train_size=train_size,
@@ -187,12 +194,29 @@ def execute(run: Run, task: str, split: str, train_size: int | None, profile: st
         seed=0,
         guard=False,  # each strategy is measured as such; the guard is measured in coverage.py
     )
+    return request, excluded
+
+
+def execute(run: Run, task: str, split: str, train_size: int | None, profile: str, *,
+            results: Path = RESULTS, path: Path | None = None, epochs: int | None = None,
+            candidates: Sequence[Path | LoadedModule] | None = None,
+            record: dict[str, Any] | None = None) -> Path:
+    """Run once and write its result file (``path``, default :func:`result_path`); a file
+    already there is kept (resumable). ``record`` adds fields to the file's ``run`` entry."""
+    path = path or result_path(run, task, split, train_size, profile, results)
+    if path.is_file():
+        return path
+    out = RUNS / "amc" / path.relative_to(results).with_suffix("")
+    request, excluded = compose_request(run, task, split, train_size, profile, out,
+                                        epochs=epochs, candidates=candidates)
     tick = time.perf_counter()
     result = compose_run(request)
     report: dict[str, Any] = dict(result.report)
     report["wall_s"] = time.perf_counter() - tick
     report["run"] = {"hub": run.hub, "label": run.name, "profile": profile,
-                     "train_size": train_size}
+                     "train_size": train_size, **(record or {})}
+    if epochs:
+        report["run"]["epochs_override"] = epochs
     report.pop("module", None)
     report["excluded_overlapping_sources"] = excluded
     write_json(path, report)
@@ -200,6 +224,7 @@ def execute(run: Run, task: str, split: str, train_size: int | None, profile: st
     print(f"{run.hub:7s} {task:28s} {split} n={train_size or 'all':>4} {run.name:15s} "
           f"test MAE {m['test_mae']:.4g} (mean {m['test_mae_train_mean']:.4g}) "
           f"{report['wall_s']:.0f}s", flush=True)
+    return path
 
 
 def main() -> None:

@@ -7,20 +7,24 @@ learning rate. Here every strategy gets the same tuning budget:
 - strategies: ``backbone-ft`` (full), ``adapter-ft`` (fresh adapters on the base), ``amc-full``,
   ``amc-adapter``; all with the same fine-tuning budget (30 epochs, patience 10, batch 32, head
   lr x10, seed 0);
-- grid: lr in {1e-4, 3e-4, 1e-3} (:data:`GRID`), every (strategy, lr) on the tuning tasks
-  (:data:`TUNING_TASKS`, 5 of the 11, small to ~1,000 structures, every property family but the
-  MP elastic pair) on split seed0;
+- grid: lr in {1e-4, 3e-4, 1e-3} (``lr_grid.GRID``), every (strategy, lr) on the tuning tasks
+  (``lr_grid.TUNING_TASKS``, 4 of the 11) on split seed0;
 - choice: for each strategy the lr with the lowest mean over the tuning tasks of
-  ``val_mae / min(val_mae over the grid)`` (scale-free, so no task dominates), validation only;
-  written to ``benchmarks/results/amc/full/chgnet/lr_choice.json`` with every number behind it;
-- then every strategy runs with its chosen lr on every task and split (``--stage tuned``).
+  ``val_mae / min(val_mae over the grid)`` (scale-free, so no task dominates), validation only,
+  made as soon as that strategy's own grid is complete (``lr_grid.choose``); ``--stage choose``
+  writes ``benchmarks/results/amc/full/chgnet/lr_choice.json`` with every number behind it;
+- then every strategy runs with its chosen lr on every task and split (``--stage tuned``), and
+  few-shot with the same lr on a seeded subset of the training split (``--train-size 100``,
+  ``10``; the subset depends on the split only, so every strategy sees the same crystals).
 
 The test MAE in each result file was computed once, at the end of that run; nothing here reads
 it. Seed0 runs of the grid are reused by the tuned stage (same label, same file).
 
 Run (resumable, every finished run is a file):
 ``python benchmarks/amc_tuning.py --stage grid`` then ``--stage choose`` then
-``--stage tuned --splits seed0,seed1,seed2`` (``--tasks`` to restrict).
+``--stage tuned --splits seed0,seed1,seed2 [--train-size N]`` (``--tasks`` to restrict).
+Checks of the tooling: ``--results DIR`` (another results root), ``--modules DIR`` (compose from
+this folder instead of the hub family), ``--epochs N``, ``--lr LR`` (instead of the choice).
 """
 
 from __future__ import annotations
@@ -28,64 +32,37 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from pathlib import Path
 
 from amc_hub import DOWNSTREAM
-from amc_results import RESULTS, Run, execute, result_path
+from amc_results import RESULTS, Run, execute
+from lr_grid import GRID, PROFILE, STRATEGY_NAMES, TUNING_TASKS, choose, choose_one, grid_label
 
 from moma.atomic_io import write_json
 
-GRID = (1e-4, 3e-4, 1e-3)
-TUNING_TASKS = ("jarvis_2d_eform", "jarvis_2d_dielectric_opt", "jarvis_2d_gap_tbmbj",
-                "mp_poly_total", "mp_eps_electronic")
 STRATEGIES: dict[str, Run] = {
     "backbone-ft": Run("chgnet", "backbone-ft"),
     "adapter-ft": Run("chgnet", "backbone-ft", kind="adapter"),
     "amc-full": Run("chgnet", "amc"),
     "amc-adapter": Run("chgnet", "amc", kind="adapter"),
 }
-PROFILE = "full"
+assert tuple(STRATEGIES) == STRATEGY_NAMES
 CHOICE = RESULTS / PROFILE / "chgnet" / "lr_choice.json"
-
-
-def lr_label(lr: float) -> str:
-    return f"{lr:.0e}".replace("e-0", "e-")
 
 
 def grid_run(strategy: str, lr: float) -> Run:
     """``strategy`` at ``lr``, labelled ``<strategy>-lr<lr>`` (e.g. amc-adapter-lr1e-3)."""
     base = STRATEGIES[strategy]
-    return Run(base.hub, base.strategy, kind=base.kind, lr=lr,
-               label=f"{strategy}-lr{lr_label(lr)}")
+    return Run(base.hub, base.strategy, kind=base.kind, lr=lr, label=grid_label(strategy, lr))
 
 
-def choose(tasks: tuple[str, ...] = TUNING_TASKS) -> dict[str, Any]:
-    """The lr per strategy from the seed0 validation MAEs of the grid (all runs must exist)."""
-    choice: dict[str, Any] = {"grid": list(GRID), "tasks": list(tasks), "split": "seed0",
-                              "criterion": "mean over tasks of val_mae / best val_mae of the "
-                                           "strategy's grid on that task", "strategies": {}}
-    for strategy in STRATEGIES:
-        val: dict[str, dict[str, float]] = {}
-        for task in tasks:
-            for lr in GRID:
-                path = result_path(grid_run(strategy, lr), task, "seed0", None, PROFILE)
-                if not path.is_file():
-                    raise SystemExit(f"{path} is missing: run --stage grid first")
-                val.setdefault(task, {})[lr_label(lr)] = json.loads(
-                    path.read_text())["metrics"]["val_mae"]
-        score = {lr_label(lr): sum(val[t][lr_label(lr)] / min(val[t].values()) for t in tasks)
-                 / len(tasks) for lr in GRID}
-        best = min(GRID, key=lambda lr: score[lr_label(lr)])
-        choice["strategies"][strategy] = {"lr": best, "label": grid_run(strategy, best).name,
-                                          "score": score, "val_mae": val}
-    return choice
-
-
-def chosen_runs() -> list[Run]:
-    if not CHOICE.is_file():
-        raise SystemExit(f"{CHOICE} is missing: run --stage grid, then --stage choose")
-    choice = json.loads(CHOICE.read_text())
-    return [grid_run(s, float(v["lr"])) for s, v in choice["strategies"].items()]
+def chosen_lr(strategy: str, results: Path = RESULTS) -> float:
+    """The lr chosen for ``strategy`` on seed0 validation (its grid must be complete)."""
+    one = choose_one(strategy, results=results)
+    if one is None:
+        raise SystemExit(f"the lr grid of {strategy} is not complete under {results}: run "
+                         f"`amc_tuning.py --stage grid --strategies {strategy}` first")
+    return float(one["lr"])
 
 
 def main() -> None:
@@ -94,25 +71,47 @@ def main() -> None:
     parser.add_argument("--tasks", default="")
     parser.add_argument("--splits", default="seed0")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
-    parser.add_argument("--train-size", type=int, default=None)
+    parser.add_argument("--train-size", type=int, default=None,
+                        help="few-shot: a seeded subset of N training structures")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="results root (checks)")
+    parser.add_argument("--modules", type=Path, default=None,
+                        help="compose from this folder instead of the hub family (checks)")
+    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (checks)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="this lr instead of the choice (checks)")
     args = parser.parse_args()
     strategies = [s for s in args.strategies.split(",") if s]
+    unknown = set(strategies) - set(STRATEGIES)
+    if unknown:
+        raise SystemExit(f"--strategies: unknown {sorted(unknown)}; choose from "
+                         + ", ".join(STRATEGIES))
+    tasks = args.tasks.split(",") if args.tasks else None
+
+    def run(strategy: str, lr: float, task: str, split: str) -> None:
+        modules = [args.modules] if args.modules and strategy.startswith("amc") else None
+        execute(grid_run(strategy, lr), task, split, args.train_size, PROFILE,
+                results=args.results, epochs=args.epochs, candidates=modules)
+
     if args.stage == "grid":
-        for task in (args.tasks.split(",") if args.tasks else TUNING_TASKS):
+        for task in tasks or TUNING_TASKS:
             for strategy in strategies:
                 for lr in GRID:
-                    execute(grid_run(strategy, lr), task, "seed0", None, PROFILE)
+                    run(strategy, lr, task, "seed0")
     elif args.stage == "choose":
-        choice = choose()
-        write_json(CHOICE, choice)
+        choice = choose(results=args.results)
+        write_json(args.results / PROFILE / "chgnet" / "lr_choice.json", choice)
         json.dump({s: v["lr"] for s, v in choice["strategies"].items()}, sys.stdout)
         print()
+        if set(strategies) - set(choice["strategies"]):
+            raise SystemExit("lr grid incomplete for " + ", ".join(
+                f"{s} ({n} runs missing)" for s, n in choice["pending"].items()
+                if s in strategies))
     else:
-        runs = [r for r in chosen_runs() if r.name.rsplit("-lr", 1)[0] in strategies]
+        lrs = {s: args.lr or chosen_lr(s, args.results) for s in strategies}
         for split in args.splits.split(","):
-            for task in (args.tasks.split(",") if args.tasks else DOWNSTREAM):
-                for run in runs:
-                    execute(run, task, split, args.train_size, PROFILE)
+            for task in tasks or DOWNSTREAM:
+                for strategy in strategies:
+                    run(strategy, lrs[strategy], task, split)
     print(json.dumps({"done": True, "stage": args.stage}))
 
 
