@@ -38,6 +38,7 @@ from amc_results import RESULTS, Run, execute, leaking_sources, module_folder, r
 from evaluate_task import family_modules
 from lr_grid import PROFILE, choose_one, grid_label, lr_label
 
+from moma.atomic_io import write_json
 from moma.modules.store import LoadedModule
 
 SCALING_TASKS = ("jarvis_2d_gap_tbmbj", "jarvis_2d_eform", "jarvis_2d_dielectric_opt",
@@ -223,6 +224,11 @@ def main() -> None:
         for task in tasks:
             run_task(family, task, args)
     data = curves(family, tasks, args.split, args.results)
+    write_json(args.results / "scaling" / family.amc.hub / "summary.json",
+               {"family": args.family, "run": family.amc.name, "split": args.split,
+                "base_labels": list(family.bases), "figure": str(args.plot),
+                "tasks": {t: {**d, "points": {str(k): v for k, v in d["points"].items()}}
+                          for t, d in data.items()}})
     if data:
         plot(data, args.plot, f"Module scaling: {args.family}, AMC ({family.amc.name}), "
                                f"{args.split}")

@@ -204,7 +204,7 @@ def main() -> None:
                 parts.append(f"- {a} beats {base} on {won} of {n} tasks; mean relative MAE "
                              f"change {100 * rel:+.1f} %.")
         parts.append("")
-    parts += tuned_sections(rows, TASKS)
+    parts += tuned_sections(TASKS)
     ch = collect(rows, "chgnet", None)
     if ch:
         text, _ = markdown_table(ch, ["backbone-ft", "amc-full", "amc-adapter"], {})
@@ -267,9 +267,12 @@ def main() -> None:
               "../.venv/bin/python amc_hub.py --family chgnet-full --family chgnet-adapter",
               "../.venv/bin/python amc_results.py --hub chgnet --splits seed0",
               "../.venv/bin/python amc_results.py --hub chgnet-lr --splits seed0",
-              "../.venv/bin/python amc_tuning.py --stage grid   # lr grid, seed0, 5 tasks",
+              "../.venv/bin/python amc_tuning.py --stage grid   # lr grid, seed0, 4 tasks",
               "../.venv/bin/python amc_tuning.py --stage choose",
               "../.venv/bin/python amc_tuning.py --stage tuned --splits seed0,seed1,seed2",
+              "../.venv/bin/python amc_tuning.py --stage tuned --splits seed0,seed1,seed2 "
+              "--train-size 10   # and 100",
+              "../.venv/bin/python module_scaling.py   # k = 1, 2, 4, 8, all; 3 draws; seed0",
               "../.venv/bin/python bench_chgnet_speed.py --task mp_eps_electronic",
               "../.venv/bin/python amc_analysis.py   # proxy quality against final MAE",
               "../.venv/bin/python results_table.py", "```", ""]
