@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from amc_hub import DOWNSTREAM
 from amc_results import RESULTS, Run, execute, leaking_sources, module_folder, result_path
 from evaluate_task import family_modules
 from lr_grid import PROFILE, choose_one, grid_label, lr_label
@@ -62,18 +63,20 @@ class Family:
 
 def family_runs(name: str, lr: float | None, results: Path) -> Family:
     if name == "chgnet-adapter":
-        def tuned(strategy: str, run: Run) -> Run:
+        def tuned(strategy: str, run: Run) -> Run | None:
             one = choose_one(strategy, results=results)
             chosen = lr if lr is not None else (one["lr"] if one else None)
-            if chosen is None:
-                raise SystemExit(f"no lr chosen for {strategy} yet: finish its grid "
-                                 f"(`amc_tuning.py --stage grid --strategies {strategy}`) "
-                                 "or pass --lr")
-            return replace(run, lr=chosen, label=grid_label(strategy, chosen))
-        return Family(name, tuned("amc-adapter", Run("chgnet", "amc", kind="adapter")), {
-            "fresh adapters on the base (k = 0)":
-                tuned("adapter-ft", Run("chgnet", "backbone-ft", kind="adapter")),
-            "base fully fine-tuned": tuned("backbone-ft", Run("chgnet", "backbone-ft"))})
+            return None if chosen is None else replace(
+                run, lr=chosen, label=grid_label(strategy, chosen))
+        amc = tuned("amc-adapter", Run("chgnet", "amc", kind="adapter"))
+        if amc is None:
+            raise SystemExit("no lr chosen for amc-adapter yet: finish its grid (`amc_tuning.py "
+                             "--stage grid --strategies amc-adapter`) or pass --lr")
+        bases = {"fresh adapters on the base (k = 0)":
+                 tuned("adapter-ft", Run("chgnet", "backbone-ft", kind="adapter")),
+                 "base fully fine-tuned": tuned("backbone-ft", Run("chgnet", "backbone-ft"))}
+        # a base whose lr is not chosen yet has no line until the figure is redrawn
+        return Family(name, amc, {k: v for k, v in bases.items() if v is not None})
     if name == "moe18":  # no shared base: the top-weighted module is fine-tuned
         tail = f"-lr{lr_label(lr)}" if lr is not None else ""
         return Family(name, Run("moe18", "amc", merge="top1", lr=lr, label="amc-top1" + tail),
@@ -204,7 +207,9 @@ def plot(data: dict[str, Any], path: Path, title: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Test MAE against the number of modules.")
     parser.add_argument("--family", default="chgnet-adapter", help="chgnet-adapter or moe18")
-    parser.add_argument("--tasks", default=",".join(SCALING_TASKS))
+    parser.add_argument("--tasks", default=",".join(SCALING_TASKS),
+                        help="comma-separated tasks, or 'rest': the downstream tasks not in "
+                             "the default five")
     parser.add_argument("--ks", default=",".join(KS))
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--split", default="seed0")
@@ -217,19 +222,25 @@ def main() -> None:
     parser.add_argument("--base", action="store_true", help="also run missing base fine-tunes")
     parser.add_argument("--plot", type=Path, default=FIGURE)
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--no-plot", action="store_true", help="run, write the summary only")
     args = parser.parse_args()
     family = family_runs(args.family, args.lr, args.results)
-    tasks = [t for t in args.tasks.split(",") if t]
+    tasks = ([t for t in DOWNSTREAM if t not in SCALING_TASKS] if args.tasks == "rest"
+             else [t for t in args.tasks.split(",") if t])
     if not args.plot_only:
         for task in tasks:
             run_task(family, task, args)
-    data = curves(family, tasks, args.split, args.results)
+    folder = args.results / "scaling" / family.amc.hub
+    done = {p.name for p in folder.iterdir() if p.is_dir()} if folder.is_dir() else set()
+    # the summary and the figure cover every task with scaling runs, not only this call's
+    shown = [t for t in DOWNSTREAM if t in done or t in tasks]
+    data = curves(family, shown, args.split, args.results)
     write_json(args.results / "scaling" / family.amc.hub / "summary.json",
                {"family": args.family, "run": family.amc.name, "split": args.split,
                 "base_labels": list(family.bases), "figure": str(args.plot),
                 "tasks": {t: {**d, "points": {str(k): v for k, v in d["points"].items()}}
                           for t, d in data.items()}})
-    if data:
+    if data and not args.no_plot:
         plot(data, args.plot, f"Module scaling: {args.family}, AMC ({family.amc.name}), "
                                f"{args.split}")
     print(json.dumps({"done": True, "tasks": {t: {str(k): v for k, v in d["points"].items()}
