@@ -41,6 +41,8 @@ fi
 # finished block answers one question: (1) the lr grid and choice per strategy, (2) the seed0
 # tuned table (AMC adapter against both tuned baselines), (3) seeds 1-2, (4) module scaling,
 # (5) few-shot N = 10 then N = 100, (6) AMC full (its family, grid, tuned runs), (7) seeds 3-4.
+# Lane b, lighter, also takes AMC full's seed2 at its end (python benchmarks/plan_estimate.py
+# prints what is left per lane, in CPU-hours).
 # A lane never waits for the other: a strategy's lr is chosen from its own grid
 # (lr_grid.choose_one). Each lane commits what landed (benchmarks/results/amc and the figure).
 commit_results() (
@@ -97,8 +99,9 @@ if [ "$part" = chgnet-tuned-a ]; then
   tuned amc-adapter seed0,seed1,seed2 100
   $py amc_hub.py --family chgnet-full --profile full
   grid amc-full
-  tuned amc-full seed0,seed1,seed2
+  tuned amc-full seed0,seed1  # seed2 is lane b's, once its own blocks are done
   scaling rest  # the full curve on the other six tasks, where the time allows
+  tuned amc-full seed2  # whatever lane b has not done by then
   tuned amc-adapter,amc-full seed3,seed4
 fi
 if [ "$part" = chgnet-tuned-b ]; then
@@ -108,7 +111,9 @@ if [ "$part" = chgnet-tuned-b ]; then
   tuned backbone-ft,adapter-ft seed1,seed2
   tuned backbone-ft,adapter-ft seed0,seed1,seed2 10
   tuned backbone-ft,adapter-ft seed0,seed1,seed2 100
+  $py module_scaling.py --tasks "$scaling_tasks" --plot-only || true; commit_results
   tuned backbone-ft,adapter-ft seed3,seed4
+  tuned amc-full seed2  # needs the amc-full lr (lane a); a run that cannot start is skipped
 fi
 if [ "$part" = all ] || [ "$part" = cgcnn ] || [ "$part" = chgnet ]; then
   $py results_table.py
