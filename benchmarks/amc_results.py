@@ -227,6 +227,13 @@ def execute(run: Run, task: str, split: str, train_size: int | None, profile: st
     return path
 
 
+def add_check_options(parser: argparse.ArgumentParser, modules_help: str) -> None:
+    """Options that point a results command at a small configuration (checks of the tooling)."""
+    parser.add_argument("--results", type=Path, default=RESULTS, help="results root (checks)")
+    parser.add_argument("--modules", type=Path, default=None, help=modules_help + " (checks)")
+    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (checks)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="AMC results on the downstream tasks.")
     parser.add_argument("--hub", choices=list(PLANS), required=True)

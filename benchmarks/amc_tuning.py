@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 from amc_hub import DOWNSTREAM
-from amc_results import RESULTS, Run, execute
+from amc_results import RESULTS, Run, add_check_options, execute
 from lr_grid import GRID, PROFILE, STRATEGY_NAMES, TUNING_TASKS, choose, choose_one, grid_label
 
 from moma.atomic_io import write_json
@@ -73,10 +73,7 @@ def main() -> None:
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--train-size", type=int, default=None,
                         help="few-shot: a seeded subset of N training structures")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="results root (checks)")
-    parser.add_argument("--modules", type=Path, default=None,
-                        help="compose from this folder instead of the hub family (checks)")
-    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (checks)")
+    add_check_options(parser, "compose from this folder instead of the hub family")
     parser.add_argument("--lr", type=float, default=None,
                         help="this lr instead of the choice (checks)")
     args = parser.parse_args()

@@ -35,7 +35,14 @@ from typing import Any
 
 import numpy as np
 from amc_hub import DOWNSTREAM
-from amc_results import RESULTS, Run, execute, leaking_sources, module_folder, result_path
+from amc_results import (
+    Run,
+    add_check_options,
+    execute,
+    leaking_sources,
+    module_folder,
+    result_path,
+)
 from evaluate_task import family_modules
 from lr_grid import PROFILE, choose_one, grid_label, lr_label
 
@@ -215,10 +222,7 @@ def main() -> None:
     parser.add_argument("--split", default="seed0")
     parser.add_argument("--lr", type=float, default=None,
                         help="fine-tuning lr (default: the choice on seed0 validation)")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="results root (checks)")
-    parser.add_argument("--modules", type=Path, default=None,
-                        help="the pool's folder instead of the hub family (checks)")
-    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (checks)")
+    add_check_options(parser, "the pool's folder instead of the hub family")
     parser.add_argument("--base", action="store_true", help="also run missing base fine-tunes")
     parser.add_argument("--plot", type=Path, default=FIGURE)
     parser.add_argument("--plot-only", action="store_true")
