@@ -3,8 +3,9 @@
 For each task the *pool* is what compose may offer for it from the hub family: every module
 but the one trained on the task itself and those trained on crystals of the task's validation
 or test split (``amc_results.leaking_sources``, as in every other run). For k in 1, 2, 4, 8
-(each k smaller than the pool) and 3 draws per k, k modules are drawn from the pool (sorted by
-name) with ``numpy.random.default_rng(draw_seed(k, d))``, ``draw_seed = 1000 k + d``, and
+(each k smaller than the pool) and 3 different draws per k, k modules are drawn from the pool
+(sorted by name) with ``numpy.random.default_rng(draw_seed(k, d))``, ``draw_seed = 1000 k + d``
+(raised by 100 while it repeats an earlier draw's subset; the seed used is recorded), and
 composed with AMC through the one compose entry point (``amc_results.execute`` ->
 ``moma.api.compose``), fine-tuned at the strategy's lr (for the CHGNet adapter family the lr
 chosen on seed0 validation by ``amc_tuning.py``). k = all is the whole pool, i.e. exactly the
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,25 @@ FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "module_scal
 
 def draw_seed(k: int, draw: int) -> int:
     return 1000 * k + draw
+
+
+def draws(pool_size: int, k: int, count: int) -> list[tuple[int, list[int]]]:
+    """``count`` different k-subsets of the pool (fewer when fewer exist), each with its seed.
+
+    Draw d uses ``default_rng(draw_seed(k, d))``; when that repeats an earlier draw's subset
+    (likely for k near the pool size), the seed is raised by 100 until the subset is new.
+    """
+    out: list[tuple[int, list[int]]] = []
+    for draw in range(min(count, math.comb(pool_size, k))):
+        seed = draw_seed(k, draw)
+        while True:
+            subset = sorted(np.random.default_rng(seed).choice(pool_size, k, replace=False)
+                            .tolist())
+            if all(subset != taken for _, taken in out):
+                break
+            seed += 100
+        out.append((seed, subset))
+    return out
 
 
 @dataclass(frozen=True)
@@ -116,9 +137,7 @@ def run_task(family: Family, task: str, args: argparse.Namespace) -> None:
         if k >= len(modules):
             print(f"{task}: k = {k} is not below the pool of {len(modules)}: covered by k = all")
             continue
-        for draw in range(args.draws):
-            seed = draw_seed(k, draw)
-            chosen = sorted(np.random.default_rng(seed).choice(len(modules), k, replace=False))
+        for draw, (seed, chosen) in enumerate(draws(len(modules), k, args.draws)):
             execute(family.amc, task, args.split, None, PROFILE, results=args.results,
                     path=scaling_path(args.results, family, task, args.split, k, draw),
                     epochs=args.epochs, candidates=[modules[i] for i in chosen],
@@ -197,7 +216,10 @@ def plot(data: dict[str, Any], path: Path, title: str) -> None:
         summary.plot(xs, [np.mean(relative[k]) for k in keys], marker="o", color="tab:blue")
         summary.set_xticks(xs, [f"{k} (n={len(relative[k])})" for k in keys], fontsize=8)
         summary.axhline(1.0, color=colors[0], ls="--", lw=1)
-    summary.set_title("mean over tasks, relative to the first base line", fontsize=9)
+    first_label = next((label for d in data.values() for label in d["bases"]), "base")
+    summary.set_title(f"mean over tasks, MAE / MAE of: {first_label}", fontsize=8)
+    for ax in flat:
+        ax.ticklabel_format(axis="y", useOffset=False)
     summary.set_xlabel("modules in the hub (k)")
     summary.set_ylabel("MAE / base MAE")
     for ax in flat[len(data) + 1:]:

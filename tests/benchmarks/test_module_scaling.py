@@ -3,7 +3,8 @@
 The imported MoE-(18) CGCNNs as the pool, one small task, k = 1 and 2 with two draws each and a
 2-epoch fine-tune: every draw is the recorded seed's draw from the recorded pool, compose saw
 exactly the drawn modules, the base line and the figure are written, and a second invocation
-reuses every result file.
+reuses every result file. The draws themselves (different subsets, reproduced by the recorded
+seeds) are checked in the default run.
 """
 
 from __future__ import annotations
@@ -59,3 +60,19 @@ def test_module_scaling_on_moe18(tmp_path: Path) -> None:
                            text=True)
     assert "test MAE" not in again.stdout  # nothing ran again
     assert [f.stat().st_mtime_ns for f in [*files, base]] == stamps
+
+
+def test_draws_differ_and_are_reproduced_by_their_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    from module_scaling import draws
+
+    for pool, k in ((3, 2), (9, 8), (18, 1), (11, 4)):
+        drawn = draws(pool, k, 3)
+        subsets = [tuple(s) for _, s in drawn]
+        assert len(drawn) == 3 and len(set(subsets)) == 3
+        for seed, subset in drawn:
+            assert len(subset) == k and subset == sorted(subset)
+            again = np.random.default_rng(seed).choice(pool, k, replace=False)
+            assert subset == sorted(again.tolist())
+    assert len(draws(3, 3, 3)) == 1  # only one subset of 3 out of 3
+    assert draws(11, 4, 3) == draws(11, 4, 3)
