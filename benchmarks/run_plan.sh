@@ -39,8 +39,9 @@ fi
 #   OMP_NUM_THREADS=1 nice -n 10 bash benchmarks/run_plan.sh chgnet-tuned-b &   # baselines
 # Every run is a result file (skipped when it exists), so a lane restarts where it stopped. Each
 # finished block answers one question: (1) the lr grid and choice per strategy, (2) the seed0
-# tuned table (AMC adapter against both tuned baselines), (3) seeds 1-2, (4) module scaling,
-# (5) few-shot N = 10 then N = 100, (6) AMC full (its family, grid, tuned runs), (7) seeds 3-4.
+# tuned table (AMC adapter against both tuned baselines), (3) few-shot N = 10 (cheap), (4) seeds
+# 1-2, (5) module scaling, (6) few-shot N = 100, (7) AMC full (its family, grid, tuned runs),
+# (8) seeds 3-4.
 # Lane b, lighter, also takes AMC full's seed2 at its end (python benchmarks/plan_estimate.py
 # prints what is left per lane, in CPU-hours).
 # A lane never waits for the other: a strategy's lr is chosen from its own grid
@@ -93,9 +94,9 @@ if [ "$part" = chgnet-tuned-a ]; then
   $py amc_hub.py --family chgnet-adapter --profile full
   grid amc-adapter
   tuned amc-adapter seed0
+  tuned amc-adapter seed0,seed1,seed2 10  # cheap: the few-shot end of item 3 early
   tuned amc-adapter seed1,seed2
   scaling "$scaling_tasks"
-  tuned amc-adapter seed0,seed1,seed2 10
   tuned amc-adapter seed0,seed1,seed2 100
   $py amc_hub.py --family chgnet-full --profile full
   grid amc-full
@@ -108,8 +109,8 @@ if [ "$part" = chgnet-tuned-b ]; then
   grid backbone-ft,adapter-ft
   tuned backbone-ft,adapter-ft seed0
   $py module_scaling.py --tasks "$scaling_tasks" --plot-only || true; commit_results
-  tuned backbone-ft,adapter-ft seed1,seed2
   tuned backbone-ft,adapter-ft seed0,seed1,seed2 10
+  tuned backbone-ft,adapter-ft seed1,seed2
   tuned backbone-ft,adapter-ft seed0,seed1,seed2 100
   $py module_scaling.py --tasks "$scaling_tasks" --plot-only || true; commit_results
   tuned backbone-ft,adapter-ft seed3,seed4
