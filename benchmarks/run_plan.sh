@@ -48,7 +48,8 @@ fi
 # (lr_grid.choose_one). Each lane commits what landed (benchmarks/results/amc and the figure).
 commit_results() (
   cd .. || exit 0
-  git add benchmarks/results/amc docs/figures/module_scaling.png 2>/dev/null || exit 0
+  git add benchmarks/results/amc 2>/dev/null || exit 0
+  if [ -f docs/figures/module_scaling.png ]; then git add docs/figures/module_scaling.png; fi
   git diff --cached --quiet && exit 0
   git commit -q -m "AMC results: CHGNet tuned runs landed" || true
 )
