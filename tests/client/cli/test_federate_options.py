@@ -3,6 +3,7 @@ Flower's spelling ``--root-certificates`` still works but is not advertised."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ from moma_client.cli.app import main
 from moma_server.cli.app import main as hub_main
 
 
-def invoke(argv: list[str], capsys: pytest.CaptureFixture[str], program=main) -> tuple[int, str, str]:
+def invoke(argv: list[str], capsys: pytest.CaptureFixture[str],
+           program: Callable[[list[str]], None] = main) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as exit_info:
         program(argv)
     captured = capsys.readouterr()
