@@ -55,6 +55,17 @@ def no_modules(inp: PlanInput) -> Plan:
     return Plan([], np.zeros(0), "none", f"{inp.options.strategy}: no modules composed")
 
 
+def equal_weights_note(name: str, the_plan: Plan, n_candidates: int) -> list[str]:
+    """A selection that kept every candidate with equal weights is all-average's computation."""
+    import numpy as np
+
+    n = len(the_plan.modules)
+    if n == n_candidates and n > 1 and np.allclose(the_plan.weights, 1.0 / n):
+        return [f"{name} kept every candidate with equal weights: the same computation as "
+                "all-average here."]
+    return []
+
+
 def baseline(name: str, description: str, start: Callable[[StartInput], list[Start]],
              **needs: Any) -> Strategy:
     """A strategy that composes no module and builds its own starting model (``backbone-ft``,
