@@ -9,7 +9,7 @@ Every module of a family is fine-tuned from one base with the project's own trai
 Sources: the three Castelli perovskite targets (``e_form``, ``dir_gap``, ``ind_gap``; seeded
 random split) and the 11 downstream tasks (their ``seed0`` training split). When composing for
 a downstream task, the module trained on that same task is never a candidate
-(``moma.amc.selection.candidate_modules`` excludes it).
+(``moma.amc.screening.screen_candidates`` skips it, reason "same task").
 
 Run: ``.venv/bin/python benchmarks/amc_hub.py --family cgcnn-full [--profile quick|full]``.
 Modules land in ``$MOMA_RUNS/hub/<family>/<source>/`` (``moma.paths.runs_dir``, default

@@ -35,6 +35,7 @@ import torch
 from amc_hub import RUNS
 from amc_results import leaking_sources
 
+from moma.amc.registry import get_strategy, strategies
 from moma.api.compose import ComposeRequest
 from moma.api.compose import run as compose_run
 from moma.backbones.chgnet.prefix import CACHE, fast_path
@@ -49,7 +50,7 @@ def one_run(args: argparse.Namespace, fast: bool, folder: Path) -> dict[str, Any
     request = ComposeRequest(
         data=downstream_task_path(args.task), out=folder, backbone="chgnet", kind="adapter",
         strategy=args.strategy, split=args.split,
-        candidates=[modules] if args.strategy != "backbone-ft" else [],
+        candidates=[modules] if get_strategy(args.strategy).needs_modules else [],
         exclude_tasks=leaking_sources(args.task, args.split),
         train=TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr, head_lr_factor=10.0,
                           patience=10, seed=0),
@@ -121,7 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", default="mp_eps_electronic")
     parser.add_argument("--split", default="seed0")
-    parser.add_argument("--strategy", default="amc", choices=["amc", "backbone-ft"])
+    parser.add_argument("--strategy", default="amc", choices=sorted(strategies()))
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--lr", type=float, default=8e-5)
     parser.add_argument("--interleaved", type=int, default=0, metavar="BATCHES",

@@ -150,3 +150,24 @@ def test_baselines_and_ablations_run(strategy: str, hubs: dict[str, Path], tmp_p
     if strategy in ("random", "select-average"):
         assert report["composed_from"]
         assert len({c["weight"] for c in report["composed_from"]}) == 1
+
+
+def test_a_train_size_larger_than_the_split_says_it_is_capped(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Item 6 of the hardening issue: asking for more training structures than the split
+    holds trains on the whole split and says so (stderr and report), never silently."""
+    records = load_dataset(TASK).records[:60]  # a small real dataset keeps this fast
+    data = tmp_path / "small.json"
+    data.write_text(json.dumps([{"id": r.id, "target": r.target,
+                                 "structure": r.structure.as_dict()} for r in records]))
+    out = tmp_path / "capped"
+    code, stdout, err = run(["compose", "--data", str(data), "--strategy", "scratch",
+                             "--split", "random", "--train-size", "100000", "--epochs", "1",
+                             "--out", str(out)], capsys)
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    n_train = report["train_size"]
+    assert 0 < n_train < len(records) and report["train_size_requested"] == 100000
+    assert (f"note: --train-size 100000 is larger than the training split ({n_train} "
+            f"structures): capped at {n_train}") in " ".join(err.split())
+    assert report["train_size_note"] in " ".join(err.split()) and "test MAE" in stdout

@@ -27,7 +27,20 @@ federate_app = typer.Typer(help="Federated training with other labs (Flower Supe
                            no_args_is_help=True)
 
 Insecure = Annotated[bool, typer.Option("--insecure", help="Plaintext (loopback only). TLS is the default.")]
-RootCert = Annotated[Path | None, typer.Option("--root-certificates", help="CA certificate (PEM) that signed the SuperLink's TLS certificate.")]
+Ca = Annotated[Path | None, typer.Option("--ca", exists=True, dir_okay=False, help="CA certificate (PEM) that signed the SuperLink's TLS certificate.")]
+OldCa = Annotated[Path | None, typer.Option("--root-certificates", hidden=True, exists=True,
+                                            dir_okay=False,
+                                            help="Deprecated spelling of --ca (Flower's name).")]
+
+
+def _ca(ca: Path | None, old: Path | None) -> Path | None:
+    """``--ca``, or the deprecated ``--root-certificates`` (with a note to use ``--ca``): one
+    name for the CA option on every command of both programs."""
+    if old is not None:
+        if ca is not None and ca != old:
+            raise typer.BadParameter("give the CA once, as --ca", param_hint="--root-certificates")
+        err.print("note: --root-certificates is now --ca")
+    return ca or old
 
 
 def _foreground(args: list[str], env: dict[str, str]) -> None:
@@ -84,10 +97,12 @@ def lab(
     target: o.Target = None,
     skip_invalid: o.SkipInvalid = False,
     port: Annotated[int, typer.Option(help="Local port of this SuperNode's Runtime API (one per SuperNode on a machine).")] = 9094,
-    root_certificates: RootCert = None,
+    ca: Ca = None,
+    root_certificates: OldCa = None,
     insecure: Insecure = False,
 ) -> None:
     """Run this lab's SuperNode in the foreground; it trains whenever the coordinator runs."""
+    ca = _ca(ca, root_certificates)
     from moma.trust.keys import load_private_key
     from moma_client.federation import processes as fp
     from moma_client.federation.protocol import FederationError
@@ -104,7 +119,7 @@ def lab(
         config["base-sha256"] = base_sha256
     if target:
         config["target"] = target
-    tls = fp.Tls(insecure=insecure, ca_certfile=root_certificates)
+    tls = fp.Tls(insecure=insecure, ca_certfile=ca)
     err.print(f"lab SuperNode -> {superlink_address} with {data.name}")
     _foreground(fp.supernode_args(superlink_address, port, config, tls), fp.flower_env())
 
@@ -134,11 +149,13 @@ def run(
     dp_noise_multiplier: Annotated[float, typer.Option(help="Differential privacy: Gaussian noise multiplier.")] = 0.0,
     name: Annotated[str, typer.Option(help="Module name for the card.")] = "",
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 86400.0,
-    root_certificates: RootCert = None,
+    ca: Ca = None,
+    root_certificates: OldCa = None,
     insecure: Insecure = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the card as JSON.")] = False,
 ) -> None:
     """Start a federated run on the SuperLink, wait for it, and report the module."""
+    ca = _ca(ca, root_certificates)
     from moma.trust.keys import key_id, load_private_key
     from moma_client.federation import processes as fp
     from moma_client.federation.local import wait_for_report
@@ -155,7 +172,7 @@ def run(
                    dp_clipping_norm=dp_clipping_norm, dp_noise_multiplier=dp_noise_multiplier,
                    coordinator_key_id=coordinator, name=name).with_nonce()
     RunSpec.from_run_config(spec.to_run_config())  # validate before contacting anyone
-    tls = fp.Tls(insecure=insecure, ca_certfile=root_certificates)
+    tls = fp.Tls(insecure=insecure, ca_certfile=ca)
     tls.check(superlink_address)
     with tempfile.TemporaryDirectory(prefix="moma-flwr-") as tmp:
         home = Path(tmp) / "flwr-home"

@@ -10,10 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from moma.errors import ExitCode, MomaError
-from moma.proto.hub.v1 import hub_pb2
 from moma.safe_text import for_markup
 from moma_server.cli import operator_client as oc
-from moma_server.store.audit import AuditRecord, verify_chain
 
 
 class AuditChainError(MomaError):
@@ -28,6 +26,9 @@ def audit(
     insecure: bool = oc.InsecureOpt, as_json: bool = oc.JsonOpt,
 ) -> None:
     """Print the audit log; exit non-zero (7) if any entry breaks the hash chain."""
+    from moma.proto.hub.v1 import hub_pb2
+    from moma_server.store.audit import AuditRecord, verify_chain
+
     client = oc.connect(hub, operator_key, insecure, ca_cert, client_cert, client_key)
     entries: list[hub_pb2.AuditEntry] = []
     after = 0

@@ -9,13 +9,6 @@ from pathlib import Path
 import typer
 
 from moma.errors import MomaError
-from moma.trust.keys import (
-    generate_keypair,
-    key_id,
-    public_key_to_b64,
-    save_private_key,
-    save_public_key,
-)
 from moma_server.cli.serve import HUB_ID_FILE, HUB_KEY_FILE
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -27,6 +20,14 @@ def init(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Create STORE/hub_key.pem (0600), STORE/operator_key.pem (0600) + .pub.pem, STORE/hub_id."""
+    from moma.trust.keys import (
+        generate_keypair,
+        key_id,
+        public_key_to_b64,
+        save_private_key,
+        save_public_key,
+    )
+
     hub_key_path = store / HUB_KEY_FILE
     if hub_key_path.exists():
         raise MomaError(f"{hub_key_path} exists: this store already has a hub identity")

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import typer
 
-from moma.proto.hub.v1 import hub_pb2
 from moma.safe_text import clean
-from moma.trust.keys import load_public_key, public_key_from_b64, public_key_to_raw
 from moma_server.cli import operator_client as oc
 
 
@@ -21,6 +19,9 @@ def enroll(
     insecure: bool = oc.InsecureOpt, as_json: bool = oc.JsonOpt,
 ) -> None:
     """Enroll a lab's Ed25519 public key so its signed manifests are accepted."""
+    from moma.proto.hub.v1 import hub_pb2
+    from moma.trust.keys import load_public_key, public_key_from_b64, public_key_to_raw
+
     path = Path(public_key)
     key = load_public_key(path) if path.is_file() else public_key_from_b64(public_key)
     client = oc.connect(hub, operator_key, insecure, ca_cert, client_cert, client_key)

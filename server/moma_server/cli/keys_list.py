@@ -8,7 +8,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from moma.proto.hub.v1 import hub_pb2
 from moma.safe_text import for_markup
 from moma_server.cli import operator_client as oc
 
@@ -20,6 +19,8 @@ def list_keys(
     insecure: bool = oc.InsecureOpt, as_json: bool = oc.JsonOpt,
 ) -> None:
     """List operator and lab keys."""
+    from moma.proto.hub.v1 import hub_pb2
+
     client = oc.connect(hub, operator_key, insecure, ca_cert, client_cert, client_key)
     response = client.operator("ListKeys",
                                hub_pb2.ListKeysRequest(include_revoked=include_revoked))

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from moma.proto.hub.v1 import hub_pb2
 from moma.safe_text import clean
 from moma_server.cli import operator_client as oc
 
@@ -19,6 +18,8 @@ def revoke(
     insecure: bool = oc.InsecureOpt, as_json: bool = oc.JsonOpt,
 ) -> None:
     """Revoke a lab key; modules it already contributed keep their state."""
+    from moma.proto.hub.v1 import hub_pb2
+
     client = oc.connect(hub, operator_key, insecure, ca_cert, client_cert, client_key)
     response = client.operator("RevokeKey", hub_pb2.RevokeKeyRequest(key_id=key_id,
                                                                      reason=reason))

@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.table import Table
 
 from moma.errors import MomaError
-from moma.proto.hub.v1 import hub_pb2
 from moma.safe_text import for_markup
 from moma_server.cli import operator_client as oc
 
@@ -26,6 +25,8 @@ def list_modules(
     insecure: bool = oc.InsecureOpt, as_json: bool = oc.JsonOpt,
 ) -> None:
     """List modules (pending by default), all pages."""
+    from moma.proto.hub.v1 import hub_pb2
+
     wanted = list(STATES) if "all" in state else state
     bad = sorted(set(wanted) - set(STATES))
     if bad:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from moma.proto.hub.v1 import hub_pb2
 from moma.safe_text import clean, json_text
 from moma_server.cli import operator_client as oc
 from moma_server.cli.resolve_id import resolve_module_id
+
+if TYPE_CHECKING:
+    from moma.proto.hub.v1 import hub_pb2
 
 
 def show(
@@ -20,6 +23,8 @@ def show(
     insecure: bool = oc.InsecureOpt, as_json: bool = oc.JsonOpt,
 ) -> None:
     """Show a module in any state (the card, who signed it, the hub's countersignature)."""
+    from moma.proto.hub.v1 import hub_pb2
+
     client = oc.connect(hub, operator_key, insecure, ca_cert, client_cert, client_key)
     module_id = resolve_module_id(client, module_id)
     response = oc.call(client.module_stub.GetCard, hub_pb2.GetCardRequest(module_id=module_id),

@@ -2,7 +2,9 @@
 
 The operator CLI talks to a running hub over gRPC like any client (it never opens the
 database), so curation works from any machine holding an operator key, and the hub stays
-the only writer of its stores and audit log.
+the only writer of its stores and audit log. grpc, protobuf and the key library are imported
+when a command connects, not when the options are declared: ``moma-hub --help`` and usage
+mistakes stay fast (benchmarks/bench_cli_startup.py).
 """
 
 from __future__ import annotations
@@ -14,21 +16,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import grpc
 import typer
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
 
 from moma.cli.options import DEFAULT_HUB
 from moma.errors import ExitCode, MomaError
-from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
 from moma.safe_text import json_text
-from moma.trust.keys import key_id, load_private_key, sign
-from moma.trust.operator_auth import operator_auth_payload
 
-M = TypeVar("M", bound=Message)
+if TYPE_CHECKING:
+    import grpc
+    from google.protobuf.message import Message
+
+    from moma.proto.hub.v1 import hub_pb2_grpc
+
+M = TypeVar("M", bound="Message")
 
 HubOpt = typer.Option(DEFAULT_HUB, "--hub", envvar="MOMA_HUB",
                       help="Hub address host:port.")
@@ -53,6 +55,8 @@ class HubCallError(MomaError):
 def channel(hub: str, *, insecure: bool, ca_cert: Path | None, client_cert: Path | None,
             client_key: Path | None) -> grpc.Channel:
     """A channel to ``hub``: TLS (system roots or ``ca_cert``) unless ``insecure``."""
+    import grpc
+
     if insecure:
         return grpc.insecure_channel(hub)
     try:
@@ -66,6 +70,8 @@ def channel(hub: str, *, insecure: bool, ca_cert: Path | None, client_cert: Path
 
 def call(func: Callable[..., M], request: Any, what: str) -> M:
     """Run an RPC; a refusal becomes a one-line :class:`HubCallError`."""
+    import grpc
+
     try:
         return func(request, timeout=60)
     except grpc.RpcError as exc:
@@ -90,6 +96,8 @@ class OperatorClient:
     def connect(cls, hub: str, key_path: Path | None, *, insecure: bool, ca_cert: Path | None = None,
                 client_cert: Path | None = None,
                 client_key: Path | None = None) -> OperatorClient:
+        from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
+
         chan = channel(hub, insecure=insecure, ca_cert=ca_cert, client_cert=client_cert,
                        client_key=client_key)
         client = cls(hub_pb2_grpc.ModuleServiceStub(chan), hub_pb2_grpc.OperatorServiceStub(chan),
@@ -100,6 +108,10 @@ class OperatorClient:
 
     def signed(self, request: M, method: str) -> M:
         """``request`` with a fresh OperatorAuth for ``method`` (e.g. "ApproveModule")."""
+        from moma.proto.hub.v1 import hub_pb2
+        from moma.trust.keys import key_id, load_private_key, sign
+        from moma.trust.operator_auth import operator_auth_payload
+
         if self.key_path is None:
             raise MomaError(f"{method} needs --operator-key (or MOMA_OPERATOR_KEY): the "
                             "private key of an operator configured on the hub")
@@ -129,6 +141,8 @@ def connect(hub: str, key: Path | None, insecure: bool, ca_cert: Path | None, cl
 
 def to_dict(message: Message) -> dict[str, Any]:
     """A message as JSON-ready dict; bytes as base64 (proto3 JSON mapping), all fields shown."""
+    from google.protobuf.json_format import MessageToDict
+
     return MessageToDict(message, preserving_proto_field_name=True,
                          always_print_fields_with_no_presence=True)
 

@@ -13,7 +13,6 @@ import re
 import typer
 
 from moma.errors import MomaError
-from moma.proto.hub.v1 import hub_pb2
 from moma.safe_text import clean
 from moma_server.cli import operator_client as oc
 
@@ -24,6 +23,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")  # not moma.modules.card's: that imports t
 
 def resolve_module_id(client: oc.OperatorClient, text: str) -> str:
     """The full module id for ``text`` (printing which module a prefix resolved to)."""
+    from moma.proto.hub.v1 import hub_pb2
+
     prefix = text.strip().lower()
     if _SHA256.fullmatch(prefix):
         return prefix

@@ -11,17 +11,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from moma.errors import MomaError
-from moma.trust.keys import key_id, load_private_key, load_public_key, public_key_from_b64
-from moma_server.services.hub import (
+from moma_server.services.defaults import (
     DEFAULT_MAX_MODULE_BYTES,
     DEFAULT_TOLERANCE_S,
     DEFAULT_UPLOAD_TTL_S,
 )
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     from moma_server.services.fingerprinting import Fingerprinter
     from moma_server.transport import TlsFiles
 
@@ -30,6 +30,8 @@ HUB_KEY_FILE = "hub_key.pem"
 
 
 def _operator_key(value: str) -> Ed25519PublicKey:
+    from moma.trust.keys import load_public_key, public_key_from_b64
+
     path = Path(value)
     return load_public_key(path) if path.is_file() else public_key_from_b64(value)
 
@@ -84,6 +86,7 @@ def serve_command(
     tls = _transport(listen, insecure, force_insecure, tls_cert, tls_key, client_ca)
     # Imported only now: the services load torch (module checks), which operator commands and
     # a refused configuration never need.
+    from moma.trust.keys import key_id, load_private_key
     from moma_server.admission import Limits
     from moma_server.server import serve
     from moma_server.services.hub import Hub, HubConfig

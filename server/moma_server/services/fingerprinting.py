@@ -24,10 +24,10 @@ from moma.backbones.registry import get_backbone
 from moma.errors import MomaError
 from moma.graphs.cache import featurize
 from moma.modules.card import ModuleCard
+from moma.modules.loading import model_from_state
 from moma.modules.safetensors_check import read_safetensors_bytes
 from moma.modules.store import module_schema
 from moma.probes.fingerprint import EMBED_DIMS, compute_fingerprint, review
-from moma.probes.model import model_from_state
 from moma.probes.probe_set import ProbeSet
 from moma_server.services.errors import invalid
 from moma_server.services.hub import Hub

@@ -8,17 +8,17 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from moma.trust.keys import key_id, public_key_to_raw
+from moma_server.services.defaults import (
+    CHUNK_SIZE,
+    DEFAULT_MAX_MODULE_BYTES,
+    DEFAULT_TOLERANCE_S,
+    DEFAULT_UPLOAD_TTL_S,
+)
 from moma_server.store.blobs import BlobStore
 from moma_server.store.metadata import MetadataStore
 
 if TYPE_CHECKING:
     from moma_server.services.fingerprinting import Fingerprinter
-
-CHUNK_SIZE = 1024 * 1024
-"""Largest Chunk.data the hub sends and accepts: far below gRPC's 4 MiB message limit."""
-DEFAULT_MAX_MODULE_BYTES = 256 * 1024 * 1024
-DEFAULT_TOLERANCE_S = 300
-DEFAULT_UPLOAD_TTL_S = 24 * 3600
 
 
 @dataclass

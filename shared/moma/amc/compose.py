@@ -111,20 +111,10 @@ def choose_merge(chosen: Sequence[LoadedModule], requested: str,
 
 
 def same_computation_notes(strategy: str, the_plan: Plan, n_candidates: int) -> list[str]:
-    """Sentences for strategies that reduce to another one's computation on this input."""
-    notes = []
-    n = len(the_plan.modules)
-    if strategy == "select-average" and n == 1:
-        notes.append("select-average selected one module: the same computation as amc here.")
-    if strategy == "all-average" and n_candidates == 1:
-        notes.append("all-average over one candidate: the same computation as amc with top1.")
-    if strategy == "random" and n == n_candidates and n > 0:
-        notes.append("random drew every candidate: the same computation as all-average here.")
-    if strategy in ("amc", "select-average") and n == n_candidates and n > 1 \
-            and np.allclose(the_plan.weights, 1.0 / n):
-        notes.append(f"{strategy} kept every candidate with equal weights: the same computation "
-                     "as all-average here.")
-    return notes
+    """Sentences for strategies that reduce to another one's computation on this input (each
+    strategy declares its own, :attr:`moma.amc.registry.Strategy.same_computation`)."""
+    same = get_strategy(strategy).same_computation
+    return same(the_plan, n_candidates) if same is not None else []
 
 
 def guard_baseline(backbone: Backbone, the_plan: Plan, candidates: Sequence[LoadedModule],

@@ -3,8 +3,9 @@
 A module trained on the downstream task itself (on any of its targets) has seen its labels,
 possibly those of the validation and test splits, so it is never a candidate. Task names match
 up to a ``:target`` suffix (``castelli_perovskites:e_form`` is task ``castelli_perovskites``).
-The same rule applies to local folders (:func:`moma.amc.selection.candidate_modules`) and to
-hub listings (the client's candidate fetch), and to any further tasks a caller excludes.
+The same rule applies to local folders (:func:`moma.amc.screening.screen_candidates`, which
+names each module it leaves out and why) and to hub listings (the client's candidate fetch),
+and to any further tasks a caller excludes.
 """
 
 from __future__ import annotations

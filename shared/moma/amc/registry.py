@@ -40,6 +40,9 @@ class Strategy:
     """The compose options it reads (beyond data, kind and training settings)."""
     start: Callable[[StartInput], list[Start]] | None = None
     """Builds the starting model itself; None: the chosen merge does."""
+    same_computation: Callable[[Plan, int], list[str]] | None = None
+    """Sentences for the report when, on this input (its plan and the number of candidates),
+    the strategy reduces to another one's computation."""
 
 
 @dataclass(frozen=True)

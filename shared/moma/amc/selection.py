@@ -25,14 +25,12 @@ import torch
 
 from moma.amc.head_refit import last_head_linear
 from moma.amc.knn import loo_knn_predict, proxy_mae
-from moma.amc.leakage import leaks
 from moma.amc.registry import KNN_LAYERS
 from moma.amc.weights import solve_module_weights
 from moma.backbones.base import Backbone, BackboneModel, Graph
 from moma.errors import MomaError
-from moma.modules.card import ModuleCard
 from moma.modules.loading import model_from_module
-from moma.modules.store import LoadedModule, list_modules, load_module
+from moma.modules.store import LoadedModule
 from moma.training.loop import batches, embed_graphs
 
 
@@ -61,31 +59,6 @@ class Selection:
              "weight": float(w), "proxy_mae": float(p)}
             for m, w, p in zip(self.modules, self.weights, self.proxy_mae, strict=True)
         ]
-
-
-def candidate_modules(folders: Sequence[Path], *, backbone: str, kind: str,
-                      exclude_task: str | None = None,
-                      exclude_tasks: Sequence[str] = ()) -> list[LoadedModule]:
-    """Modules below ``folders`` usable for this compose: same backbone and kind, and never one
-    trained on the downstream task itself (that would leak its labels into the selection), nor
-    on any of ``exclude_tasks`` (the rule of :mod:`moma.amc.leakage`)."""
-    found: dict[str, tuple[Path, ModuleCard]] = {}
-    for folder in folders:
-        for path, card in list_modules(Path(folder)):
-            found.setdefault(card.module_id or str(path), (path, card))
-    chosen = [
-        load_module(path)
-        for path, card in sorted(found.values(), key=lambda pc: pc[1].name)
-        if card.backbone == backbone and card.kind == kind
-        and not leaks(card.task, (exclude_task, *exclude_tasks))
-    ]
-    if not chosen:
-        raise MomaError(
-            f"no {kind} {backbone} modules found in {', '.join(map(str, folders))}"
-            + (f" other than ones trained on {exclude_task}" if exclude_task else "")
-            + "; train or import some first (moma-client train / modules import-moe18)"
-        )
-    return chosen
 
 
 @torch.no_grad()

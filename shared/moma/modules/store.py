@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import safetensors.torch
+import torch
 from torch import Tensor
 
 from moma.atomic_io import write_bytes, write_json
@@ -50,15 +51,19 @@ def module_schema(backbone: Backbone, kind: str) -> dict[str, tuple[tuple[int, .
 
     ``full``: the backbone model's whole state_dict; ``adapter``: only the adapter and head
     tensors of the model with adapters inserted. Cached per backbone name, version and kind.
+    The model built to read the schema draws its random initialization from a forked torch
+    generator: whether (and when) a schema was first needed must not change what a seeded
+    run computes afterwards.
     """
     if kind not in MODULE_KINDS:
         raise ModuleFormatError(f"module kind {kind!r} is unknown; use one of "
                                 f"{', '.join(MODULE_KINDS)}")
     key = (backbone.name, backbone.version, kind)
     if key not in _SCHEMAS:
-        model = backbone.build()
-        if kind == "adapter":
-            insert_adapters(model)
+        with torch.random.fork_rng(devices=[]):
+            model = backbone.build()
+            if kind == "adapter":
+                insert_adapters(model)
         state = model.state_dict()
         names = adapter_state_keys(model) if kind == "adapter" else list(state)
         _SCHEMAS[key] = {k: (tuple(state[k].shape), dtype_name(state[k].dtype)) for k in names}

@@ -1,4 +1,5 @@
-"""Candidate modules for a compose: compatible ones only, never one trained on the task."""
+"""Candidate modules for a compose (compatible ones only, never one trained on the task) and
+AMC selection over them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 from moma.amc.leakage import leaks, same_task
-from moma.amc.selection import candidate_modules, select
+from moma.amc.screening import screen_candidates
+from moma.amc.selection import select
 from moma.backbones.base import Graph
 from moma.backbones.registry import get_backbone
 from moma.errors import MomaError
@@ -30,19 +32,21 @@ def test_candidates_exclude_the_task_and_listed_tasks(tmp_path: Path, moe_root: 
         shutil.copytree(moe_root / name, tmp_path / "hub" / name)
     for module in family:
         shutil.copytree(module.path, tmp_path / "hub" / module.path.name)
-    all_found = candidate_modules([tmp_path / "hub"], backbone="cgcnn", kind="full")
-    assert len(all_found) == 5
-    names = [m.card.name for m in all_found]
+    all_found = screen_candidates([tmp_path / "hub"], backbone="cgcnn", kind="full")
+    assert len(all_found.modules) == 5 and not all_found.skipped
+    names = [m.card.name for m in all_found.modules]
     assert names == sorted(names)
     # Both family modules are castelli_perovskites targets: composing for that task drops both.
-    kept = candidate_modules([tmp_path / "hub"], backbone="cgcnn", kind="full",
+    kept = screen_candidates([tmp_path / "hub"], backbone="cgcnn", kind="full",
                              exclude_task="castelli_perovskites:bandgap")
-    assert {m.card.name for m in kept} == {"jarvis_eform", "mp_eform", "mp_bandgap"}
-    kept = candidate_modules([tmp_path / "hub", tmp_path / "hub"], backbone="cgcnn",
+    assert {m.card.name for m in kept.modules} == {"jarvis_eform", "mp_eform", "mp_bandgap"}
+    assert [s["reason"] for s in kept.skipped] == ["same task", "same task"]
+    kept = screen_candidates([tmp_path / "hub", tmp_path / "hub"], backbone="cgcnn",
                              kind="full", exclude_tasks=["mp_eform", "mp_bandgap"])
-    assert len(kept) == 3  # listed twice, loaded once
-    with pytest.raises(MomaError, match="no adapter cgcnn modules"):
-        candidate_modules([tmp_path / "hub"], backbone="cgcnn", kind="adapter")
+    assert len(kept.modules) == 3  # listed twice, loaded once
+    assert sorted(s["reason"] for s in kept.skipped) == ["duplicate"] * 5 + ["same task"] * 2
+    with pytest.raises(MomaError, match="no usable adapter cgcnn modules"):
+        screen_candidates([tmp_path / "hub"], backbone="cgcnn", kind="adapter")
 
 
 def test_selection_weighs_formation_energy_modules_over_a_band_gap_module(

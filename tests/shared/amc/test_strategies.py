@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from moma.amc.compose import ComposeOptions, choose_merge, plan, start_models
+from moma.amc.compose import (
+    ComposeOptions,
+    choose_merge,
+    plan,
+    same_computation_notes,
+    start_models,
+)
+from moma.amc.plan import Plan
 from moma.backbones.base import Graph
 from moma.backbones.registry import get_backbone
 from moma.errors import IncompatibleModulesError, MomaError
@@ -121,3 +128,25 @@ def test_baselines_start_from_the_base_or_from_scratch(
     with pytest.raises(MomaError, match="use --kind full"):
         start_models(backbone, make_plan("scratch", [], train_set),
                      options(strategy="scratch", kind="adapter"), seed=0)
+
+
+def test_each_strategy_says_when_it_reduces_to_another(
+        moe_modules: list[LoadedModule], train_set: TrainSet) -> None:
+    """The sentences live with each strategy (registry), not in the compose code."""
+    one = moe_modules[:1]
+    assert same_computation_notes("select-average", make_plan("select-average", one, train_set),
+                                  1) == ["select-average selected one module: the same "
+                                         "computation as amc here."]
+    assert same_computation_notes("all-average", make_plan("all-average", one, train_set),
+                                  1) == ["all-average over one candidate: the same computation "
+                                         "as amc with top1."]
+    every = Plan(list(moe_modules), np.full(4, 0.25), "", "")
+    assert same_computation_notes("amc", every, 4) == [
+        "amc kept every candidate with equal weights: the same computation as all-average here."]
+    assert same_computation_notes("random", every, 4) == [
+        "random drew every candidate: the same computation as all-average here."]
+    uneven = Plan(list(moe_modules), np.array([0.4, 0.2, 0.2, 0.2]), "", "")
+    assert same_computation_notes("amc", uneven, 4) == []
+    assert same_computation_notes("random", Plan(one, np.ones(1), "", ""), 4) == []
+    assert same_computation_notes("backbone-ft", make_plan("backbone-ft", one, train_set),
+                                  1) == []

@@ -18,6 +18,7 @@ from torch import Tensor
 from moma.backbones.adapters import adapter_state_keys, insert_adapters
 from moma.backbones.cgcnn.backbone import CGCNNBackbone
 from moma.errors import ModuleFormatError
+from moma.modules import store
 from moma.modules.card import ModuleCard, TargetNormalizer
 from moma.modules.store import (
     CARD_FILE,
@@ -103,6 +104,23 @@ def test_adapter_schema_is_adapters_and_head() -> None:
     assert all(k.startswith(("adapters.", "conv_to_fc.", "fc_out.")) for k in schema)
     with pytest.raises(ModuleFormatError, match="module kind 'lora' is unknown"):
         module_schema(BACKBONE, "lora")
+
+
+@pytest.mark.parametrize("kind", ["full", "adapter"])
+def test_a_first_schema_lookup_leaves_the_global_rng_alone(
+        kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building the model that gives the schema must not move torch's global generator: a
+    seeded run would otherwise compute something else depending on whether a module was
+    checked first."""
+    monkeypatch.setattr(store, "_SCHEMAS", {})  # a process that has not built it yet
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    expected_next = torch.rand(3)
+    torch.set_rng_state(before)
+    schema = module_schema(BACKBONE, kind)
+    assert schema and store._SCHEMAS  # it was built (and cached) here
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(torch.rand(3), expected_next)
 
 
 def test_full_round_trip(tmp_path: Path) -> None:

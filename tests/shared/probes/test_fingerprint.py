@@ -11,6 +11,7 @@ import torch
 
 from moma.backbones.registry import get_backbone
 from moma.graphs.cache import featurize
+from moma.modules.loading import model_from_state
 from moma.modules.moe18 import import_moe18
 from moma.modules.store import LoadedModule, load_module
 from moma.probes.fingerprint import (
@@ -20,7 +21,6 @@ from moma.probes.fingerprint import (
     reduce_embedding,
     review,
 )
-from moma.probes.model import model_from_state
 from moma.probes.probe_set import DEFAULT_NAME, default_records, probe_set_from_records
 
 

@@ -7,12 +7,15 @@ happen inside the functions, so listing strategies stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from moma.amc.registry import Strategy
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from moma.amc.plan import Plan, PlanInput
+    from moma.amc.plan import Plan, PlanInput, Start, StartInput
     from moma.amc.selection import Selection
 
 SELECTION_PARAMETERS = ("k", "knn_layer", "solver", "threshold")
@@ -50,3 +53,23 @@ def no_modules(inp: PlanInput) -> Plan:
     from moma.amc.plan import Plan
 
     return Plan([], np.zeros(0), "none", f"{inp.options.strategy}: no modules composed")
+
+
+def equal_weights_note(name: str, the_plan: Plan, n_candidates: int) -> list[str]:
+    """A selection that kept every candidate with equal weights is all-average's computation."""
+    import numpy as np
+
+    n = len(the_plan.modules)
+    if n == n_candidates and n > 1 and np.allclose(the_plan.weights, 1.0 / n):
+        return [f"{name} kept every candidate with equal weights: the same computation as "
+                "all-average here."]
+    return []
+
+
+def baseline(name: str, description: str, start: Callable[[StartInput], list[Start]],
+             **needs: Any) -> Strategy:
+    """A strategy that composes no module and builds its own starting model (``backbone-ft``,
+    ``scratch``): the baselines every composition is measured against. ``needs``: further
+    :class:`~moma.amc.registry.Strategy` fields (``needs_base``, ``kinds``, ``parameters``)."""
+    return Strategy(name=name, description=description, plan=no_modules, start=start,
+                    needs_modules=False, **needs)

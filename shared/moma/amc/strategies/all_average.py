@@ -12,8 +12,15 @@ def plan(inp: PlanInput) -> Plan:
     return Plan(chosen, uniform(len(chosen)), "", "")
 
 
+def same_computation(_plan: Plan, n_candidates: int) -> list[str]:
+    if n_candidates == 1:
+        return ["all-average over one candidate: the same computation as amc with top1."]
+    return []
+
+
 STRATEGY = Strategy(
     name="all-average",
     description="ablation: every candidate, uniform weights",
     plan=plan,
+    same_computation=same_computation,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from moma.amc.plan import Plan, PlanInput
 from moma.amc.registry import Strategy
-from moma.amc.strategies import SELECTION_PARAMETERS, select_and_keep
+from moma.amc.strategies import SELECTION_PARAMETERS, equal_weights_note, select_and_keep
 
 
 def plan(inp: PlanInput) -> Plan:
@@ -17,4 +17,5 @@ STRATEGY = Strategy(
     description="AMC: modules weighted by leave-one-out kNN proxies (the paper's method)",
     plan=plan,
     parameters=SELECTION_PARAMETERS,
+    same_computation=lambda the_plan, n: equal_weights_note("amc", the_plan, n),
 )

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from moma.amc.plan import Start, StartInput
-from moma.amc.registry import Strategy
-from moma.amc.strategies import no_modules
+from moma.amc.strategies import baseline
 from moma.errors import MomaError
 
 
@@ -23,12 +22,6 @@ def start(inp: StartInput) -> list[Start]:
     return [Start(with_state(backbone, state, options.kind, None), 1.0, [], base)]
 
 
-STRATEGY = Strategy(
-    name="backbone-ft",
-    description="baseline: the base alone (pretrained or --base-module), fine-tuned",
-    plan=no_modules,
-    start=start,
-    needs_modules=False,
-    needs_base=True,
-    parameters=("base_module",),
-)
+STRATEGY = baseline("backbone-ft",
+                    "baseline: the base alone (pretrained or --base-module), fine-tuned",
+                    start, needs_base=True, parameters=("base_module",))

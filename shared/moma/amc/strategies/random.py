@@ -16,9 +16,16 @@ def plan(inp: PlanInput) -> Plan:
     return Plan([inp.candidates[i] for i in idx], uniform(len(idx)), "", "", selection)
 
 
+def same_computation(the_plan: Plan, n_candidates: int) -> list[str]:
+    if len(the_plan.modules) == n_candidates > 0:
+        return ["random drew every candidate: the same computation as all-average here."]
+    return []
+
+
 STRATEGY = Strategy(
     name="random",
     description="ablation: as many random candidates as AMC selects, uniform weights",
     plan=plan,
     parameters=(*SELECTION_PARAMETERS, "seed"),
+    same_computation=same_computation,
 )

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from moma.amc.plan import Start, StartInput
-from moma.amc.registry import Strategy
-from moma.amc.strategies import no_modules
+from moma.amc.strategies import baseline
 from moma.errors import MomaError
 
 
@@ -17,11 +16,5 @@ def start(inp: StartInput) -> list[Start]:
     return [Start(model, 1.0, [], sha256_state(model.state_dict()))]
 
 
-STRATEGY = Strategy(
-    name="scratch",
-    description="baseline: random initialization, every weight trained",
-    plan=no_modules,
-    start=start,
-    needs_modules=False,
-    kinds=("full",),
-)
+STRATEGY = baseline("scratch", "baseline: random initialization, every weight trained", start,
+                    kinds=("full",))
