@@ -85,7 +85,7 @@ def client_address(peer: str, forwarded: Sequence[str], trusted: Sequence[IPNetw
 def call_client_address(context: grpc.ServicerContext,
                         trusted: Sequence[IPNetwork]) -> str:
     """:func:`client_address` of a call in progress."""
-    forwarded = ()
+    forwarded: tuple[str, ...] = ()
     if trusted:
         forwarded = tuple(str(value) for key, value in (context.invocation_metadata() or ())
                           if key == FORWARDED_HEADER)
