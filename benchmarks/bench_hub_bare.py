@@ -51,35 +51,30 @@ def bare_server(listen: str = "127.0.0.1:0", disk_dir: str | None = None
             total += len(chunk)
         return total.to_bytes(8, "little")
 
-    def upload_disk(chunks: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
-        # the least a durable store must do: write the bytes to a file and fsync it
+    def write_fsync(chunks: Iterator[bytes], hasher: Any = None) -> int:
+        """Write the chunks to a file and fsync it (then delete it); hash them if asked."""
         total = 0
         fd, path = tempfile.mkstemp(prefix="bare-", dir=disk_dir)
         try:
             with os.fdopen(fd, "wb") as handle:
                 for chunk in chunks:
+                    if hasher is not None:
+                        hasher.update(chunk)
                     handle.write(chunk)
                     total += len(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
         finally:
             os.unlink(path)
-        return total.to_bytes(8, "little")
+        return total
+
+    def upload_disk(chunks: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        # the least a durable store must do: write the bytes to a file and fsync it
+        return write_fsync(chunks).to_bytes(8, "little")
 
     def upload_hash_fsync(chunks: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         hasher = hashlib.sha256()
-        total = 0
-        fd, path = tempfile.mkstemp(prefix="bare-", dir=disk_dir)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                for chunk in chunks:
-                    hasher.update(chunk)
-                    handle.write(chunk)
-                    total += len(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
-        finally:
-            os.unlink(path)
+        total = write_fsync(chunks, hasher)
         return hasher.digest() + total.to_bytes(8, "little")
 
     s3: list[Any] = []
