@@ -54,6 +54,8 @@ from moma_server.store.models import UploadSessionRow
 
 log = logging.getLogger("moma_server")
 
+STATUS_SETTLE_S = 2.0
+"""Longest GetUploadStatus waits for a stream of the same session on this process to end."""
 MAX_OPEN_UPLOADS_PER_KEY = 64
 """Open sessions a contributor key may hold (each may keep up to the maximum module size)."""
 
@@ -66,6 +68,7 @@ class UploadSessions:
         self.temps: TempBytes = temps_for(hub)
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
+        self._idle = threading.Condition(self._busy_lock)
         self.progress = ProgressCache()
 
     # -- StartUpload --------------------------------------------------------------------------
@@ -170,10 +173,16 @@ class UploadSessions:
         try:
             yield
         finally:
-            with self._busy_lock:
+            with self._idle:
                 self._busy.discard(upload_id)
+                self._idle.notify_all()
 
     def status(self, upload_id: str) -> tuple[UploadSessionRow, int]:
+        # A stream of this session that is still running here (its client just dropped, say)
+        # may hold checked chunks its writer thread has not written yet: let it settle first,
+        # so a client that resumes does not resend what the hub is about to hold.
+        with self._idle:
+            self._idle.wait_for(lambda: upload_id not in self._busy, timeout=STATUS_SETTLE_S)
         row = self.session(upload_id)
         return row, self.temps.held(row)
 
