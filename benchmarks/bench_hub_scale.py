@@ -1,35 +1,48 @@
 """Hub scale-out benchmark (issue 13, item 6): one process vs replicas vs nginx, in one run.
 
-Run: ``.venv/bin/python benchmarks/bench_hub_scale.py [--modules 6] [--clients 3]
-[--list-modules 10000] [--quick]``; results go to ``benchmarks/results/hub/scale.json``.
+Run: ``nice -n 10 .venv/bin/python benchmarks/bench_hub_scale.py [--quick]``; results go to
+``benchmarks/results/hub/scale.json`` (``scale-quick.json``), rewritten after every section, and
+a rerun with ``--resume`` skips the sections already there. ``--budget-min`` bounds the run:
+the listing fill stops at the budget and reports how many modules it reached.
 
-Configurations, each a real deployment on loopback started by this script:
+Deployments, each real and on loopback, started by this script:
   * ``single``: the embedded default, one ``moma-hub serve`` on SQLite and a local folder;
   * ``replica1``: one replica on PostgreSQL + SeaweedFS (S3);
-  * ``replicas3``: three replicas on the same PostgreSQL database and bucket, each client
-    talking to the replicas itself (``--hub a,b,c``: gRPC round robin);
+  * ``replicas3``: three replicas on one database and bucket, the clients listing them all
+    (``--hub a,b,c``: gRPC round robin);
   * ``nginx3``: the same three replicas behind nginx (``grpc_pass``).
-Workload (identical in each): ``--clients`` concurrent labs upload ``--modules`` distinct valid
-CHGNet modules of the largest size the hub accepts (about 9.1 MiB each), every one is approved,
-then every client downloads every module with every check (chunk CRCs, sha256, contributor
-signature, countersignature). Throughput = bytes / wall time of the phase; ratios are to
-``single``. The floor for uploads is the least any durable store must do: a bare gRPC stream of
-the same bytes that a separate process writes to a file and fsyncs (``bench_hub_bare.py``),
-measured in the same run; ``upload / floor`` is the issue's 0.7 goal. Last, the listing p95
-with ``--list-modules`` approved modules on PostgreSQL, through nginx.
+
+Sections:
+  * ``transfer``: one 64 MiB upload session (StartUpload, then one Upload stream of 1 MiB
+    chunks until the hub holds every byte durably: hashed, and fsynced or put as part objects),
+    against the least a durable store that checks what it receives must do, measured
+    alternately in the same minute: a bare gRPC stream of the same chunks to a separate process
+    that sha256-hashes them and writes+fsyncs a file (``floor_file``, for ``single``) or puts
+    one S3 object into the same SeaweedFS (``floor_s3``, for ``replica1``). Best of
+    ``--repeats``. Beside it, what a lab's whole contribution of the same 64 MiB costs: 7 valid
+    CHGNet modules of the largest accepted size, each signed, started, streamed and finished
+    (every module check and the probe run), phases timed.
+  * ``throughput``: ``--clients`` labs upload ``--modules`` valid modules at once, each is
+    approved, then every lab downloads every module with every check (chunk CRCs, sha256,
+    contributor and hub signatures). MiB/s = bytes / wall time of the phase; ratio to
+    ``single``.
+  * ``list``: ListModules p50/p95 with ``--list-modules`` approved modules on PostgreSQL,
+    through nginx, each module a real upload + approval (``--list-clients`` at once).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
+import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -46,6 +59,8 @@ from hub_harness import (
     fetch_verified,
     largest_valid_size,
     operator_call,
+    signed_manifest,
+    upload_requests,
 )
 
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
@@ -56,10 +71,11 @@ from tests.server.hubtest import HubProcess
 from tests.server.seaweed import Seaweed
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hub"
+SESSION_BYTES = 64 * MIB
 
 
 class Target:
-    """Where clients and the operator send their calls in one configuration."""
+    """Where clients and the operator send their calls in one deployment."""
 
     def __init__(self, client_address: str, operator_address: str, operator: Any,
                  hub_id: str) -> None:
@@ -67,23 +83,96 @@ class Target:
         self.operator, self.hub_id = operator, hub_id
 
     def channel(self) -> grpc.Channel:
+        options = [("grpc.max_receive_message_length", 16 * MIB)]
         if "," in self.client_address:
-            target, options = replica_target(self.client_address)
-            return grpc.insecure_channel(target, options=options)
-        return grpc.insecure_channel(self.client_address)
+            target, extra = replica_target(self.client_address)
+            return grpc.insecure_channel(target, options=[*options, *extra])
+        return grpc.insecure_channel(self.client_address, options=options)
 
     def op(self, method: str, request: Any) -> Any:
         with grpc.insecure_channel(self.operator_address) as chan:
             return operator_call(hub_pb2_grpc.OperatorServiceStub(chan), self.operator,
                                  self.hub_id, method, request)
 
+    def lab(self, name: str) -> Lab:
+        lab = Lab.new(name)
+        self.op("EnrollKey", hub_pb2.EnrollKeyRequest(lab_name=lab.name,
+                                                      public_key=lab.public_raw))
+        return lab
+
+
+def warm(addresses: list[str], target: Target, factory: ModuleFactory) -> None:
+    """A hub in service: each process has taken one contribution (schemas built, probe graphs
+    featurized, connections open) before anything is timed."""
+    lab = target.lab("lab-warm")
+    for index, address in enumerate(addresses):
+        data, card = factory.chgnet_full(700 + index)
+        with grpc.insecure_channel(address) as chan:
+            contribute(hub_pb2_grpc.ModuleServiceStub(chan), lab, target.hub_id, data, card,
+                       timeout=900)
+
+
+def _timed(func: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    func()
+    return time.perf_counter() - t0
+
+
+# -- transfer -------------------------------------------------------------------------------------
+
+
+def session_upload(stub: hub_pb2_grpc.ModuleServiceStub, lab: Lab, hub_id: str, data: bytes,
+                   card: dict[str, Any]) -> float:
+    """Seconds until the hub holds ``data`` durably in a session; the session is then ended
+    (FinishUpload refuses 64 MiB at the schema check and discards it), off the clock."""
+    signed = signed_manifest(lab, data, card, hub_id)  # the lab's hash: before the clock
+    t0 = time.perf_counter()
+    start = stub.StartUpload(hub_pb2.StartUploadRequest(signed_manifest=signed), timeout=120)
+    held = stub.Upload(upload_requests(start.upload_id, data), timeout=600).offset
+    took = time.perf_counter() - t0
+    assert held == len(data), (held, len(data))
+    with contextlib.suppress(grpc.RpcError):
+        stub.FinishUpload(hub_pb2.FinishUploadRequest(upload_id=start.upload_id), timeout=600)
+    return took
+
+
+def transfer(target: Target, bare: BareClient, floor_method: str,
+             factory: ModuleFactory, repeats: int, valid: list[tuple[bytes, dict[str, Any]]]
+             ) -> dict[str, Any]:
+    data = os.urandom(SESSION_BYTES)
+    digest = hashlib.sha256(data).digest()
+    _, card = factory.chgnet_full(1)
+    lab = target.lab("lab-transfer")
+    hub_s, floor_s = [], []
+    with target.channel() as chan:
+        stub = hub_pb2_grpc.ModuleServiceStub(chan)
+        for _ in range(repeats):  # alternately, so both see the same machine
+            hub_s.append(session_upload(stub, lab, target.hub_id, data, card))
+            floor_s.append(_timed(lambda: bare.upload_durable(data, floor_method, digest)))
+        phases: dict[str, float] = {}
+        t0 = time.perf_counter()
+        for module, module_card in valid:
+            contribute(stub, lab, target.hub_id, module, module_card, phases=phases)
+        contribute_s = time.perf_counter() - t0
+    valid_bytes = sum(len(d) for d, _ in valid)
+    return {"session_bytes": SESSION_BYTES, "hub_session_s": hub_s, "floor_s": floor_s,
+            "floor": floor_method,
+            "hub_session_mib_s": SESSION_BYTES / MIB / min(hub_s),
+            "floor_mib_s": SESSION_BYTES / MIB / min(floor_s),
+            "session_ratio_to_floor": min(floor_s) / min(hub_s),
+            "contribute_bytes": valid_bytes, "contribute_modules": len(valid),
+            "contribute_s": contribute_s, "contribute_phases_s": phases,
+            "contribute_mib_s": valid_bytes / MIB / contribute_s,
+            "contribute_ratio_to_floor": (valid_bytes / MIB / contribute_s)
+            / (SESSION_BYTES / MIB / min(floor_s))}
+
+
+# -- throughput -----------------------------------------------------------------------------------
+
 
 def workload(target: Target, modules: list[tuple[bytes, dict[str, Any]]], clients: int
              ) -> dict[str, float]:
-    labs = [Lab.new(f"lab-{i}") for i in range(clients)]
-    for lab in labs:
-        target.op("EnrollKey", hub_pb2.EnrollKeyRequest(lab_name=lab.name,
-                                                        public_key=lab.public_raw))
+    labs = [target.lab(f"lab-{i}") for i in range(clients)]
     total = sum(len(d) for d, _ in modules)
     ids: list[str] = []
     lock = threading.Lock()
@@ -121,130 +210,228 @@ def workload(target: Target, modules: list[tuple[bytes, dict[str, Any]]], client
             "upload_s": upload_s, "download_s": download_s, "bytes": total}
 
 
+# -- listing --------------------------------------------------------------------------------------
+
+
+def top_up(db_url: str, total: int) -> int:
+    """Rows added straight to PostgreSQL until it holds ``total`` approved modules: copies of
+    the last uploaded module's row under new ids (spread over the same 11 tasks). Used only
+    where real uploads could not reach ``total`` within the budget: the listing reads these
+    rows exactly as it reads uploaded ones (it never opens a blob). Returns the rows added."""
+    from sqlalchemy import create_engine, func, insert, select
+    from sqlalchemy.orm import Session
+
+    from moma_server.store.models import ModuleRow
+
+    engine = create_engine(db_url)
+    try:
+        with Session(engine) as session:
+            approved = ModuleRow.state == "approved"
+            have = int(session.scalar(select(func.count()).select_from(ModuleRow)
+                                      .where(approved)) or 0)
+            template = session.scalars(select(ModuleRow).where(approved)
+                                       .order_by(ModuleRow.row_id.desc()).limit(1)).one()
+            columns = {c.key: getattr(template, c.key) for c in ModuleRow.__table__.columns
+                       if c.key != "row_id"}
+            rows = []
+            for index in range(max(0, total - have)):
+                module_id = hashlib.sha256(f"listing-fill-{index}".encode()).hexdigest()
+                rows.append({**columns, "module_id": module_id, "manifest_sha256": module_id,
+                             "task": f"task-{index % 11}"})
+            for start in range(0, len(rows), 1000):
+                session.execute(insert(ModuleRow), rows[start:start + 1000])
+            session.commit()
+            return len(rows)
+    finally:
+        engine.dispose()
+
+
+def listing(target: Target, factory: ModuleFactory, total: int, reps: int, workers: int,
+            until: float, db_url: str) -> dict[str, Any]:
+    lab = target.lab("lab-fill")
+    base, card = factory.cgcnn_base()
+    with target.channel() as chan:
+        base_id = contribute(hub_pb2_grpc.ModuleServiceStub(chan), lab, target.hub_id, base, card)
+    target.op("ApproveModule", hub_pb2.ApproveModuleRequest(module_id=base_id))
+    stored = [1]
+    lock = threading.Lock()
+
+    def fill(worker: int) -> None:
+        with target.channel() as chan, grpc.insecure_channel(target.operator_address) as op:
+            stub, ops = hub_pb2_grpc.ModuleServiceStub(chan), hub_pb2_grpc.OperatorServiceStub(op)
+            for seed in range(worker, total - 1, workers):
+                if time.monotonic() > until:
+                    return
+                data, card_ = factory.cgcnn_adapter(seed, task=f"task-{seed % 11}")
+                module_id = contribute(stub, lab, target.hub_id, data, card_)
+                operator_call(ops, target.operator, target.hub_id, "ApproveModule",
+                              hub_pb2.ApproveModuleRequest(module_id=module_id))
+                with lock:
+                    stored[0] += 1
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(fill, range(workers)))
+    fill_s = time.perf_counter() - t0
+    out: dict[str, Any] = {"modules_target": total, "modules_uploaded": stored[0],
+                           "fill_s": fill_s, "fill_modules_per_s": stored[0] / fill_s,
+                           "modules_inserted": top_up(db_url, total)}
+    with target.channel() as chan:
+        stub = hub_pb2_grpc.ModuleServiceStub(chan)
+        every = 0
+        token = ""
+        while True:  # the listing holds what the fill stored
+            page = stub.ListModules(hub_pb2.ListModulesRequest(page_size=1000,
+                                                               page_token=token), timeout=120)
+            every += len(page.modules)
+            token = page.next_page_token
+            if not token:
+                break
+        out["modules_listed"] = every
+        for name, request in (("first_page_100", hub_pb2.ListModulesRequest(page_size=100)),
+                              ("first_page_1000", hub_pb2.ListModulesRequest(page_size=1000)),
+                              ("task_filter_page_100",
+                               hub_pb2.ListModulesRequest(page_size=100, task="task-3"))):
+            times = sorted(_timed(lambda r=request: stub.ListModules(r, timeout=120))
+                           for _ in range(reps))
+            out[name] = {"p50_ms": 1000 * statistics.median(times),
+                         "p95_ms": 1000 * times[round(0.95 * (len(times) - 1))],
+                         "n": reps}
+    return out
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
 @contextlib.contextmanager
-def single(work: Path) -> Iterator[Target]:
+def single_hub(work: Path) -> Iterator[Target]:
     hub = HubProcess(work / "single", hub_id="bench-scale", max_module_bytes=256 * MIB,
-                     extra=["--log-level", "WARNING"]).start()
+                     extra=["--log-level", "WARNING"]).start(timeout=600)
     try:
         yield Target(hub.address, hub.address, hub.operator, hub.hub_id)
     finally:
         hub.stop()
 
 
-def floor(work: Path, data: bytes, repeats: int) -> float:
-    """Best MiB/s of the bare write+fsync stream over the same bytes (separate process)."""
-    proc, address = start_bare_subprocess(work)
-    client = BareClient(address)
-    try:
-        best = min(_timed(lambda: client.upload_disk(data)) for _ in range(repeats))
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait()
-    return len(data) / MIB / best
+@contextlib.contextmanager
+def cluster(work: Path, weed: Seaweed, size: int) -> Iterator[Cluster]:
+    with postgres.database() as url, Cluster(work / f"cluster{size}", url, weed,
+                                             size=size) as nodes:
+        yield nodes
 
 
-def _timed(func: Any) -> float:
-    t0 = time.perf_counter()
-    func()
-    return time.perf_counter() - t0
+class Run:
+    """The result file, written after every section; ``--resume`` skips what it holds."""
+
+    def __init__(self, path: Path, resume: bool, args: argparse.Namespace) -> None:
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if resume and path.exists() \
+            else {}
+        self.data.setdefault("runs", []).append({"command": " ".join(sys.argv),
+                                                 "started": time.strftime("%FT%TZ",
+                                                                          time.gmtime()),
+                                                 "load_avg": os.getloadavg()})
+        self.data["settings"] = vars(args)
+
+    def done(self, key: str) -> bool:
+        return key in self.data
+
+    def save(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.data["runs"][-1]["load_avg_" + key] = os.getloadavg()
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        tmp.replace(self.path)
+        print(f"[{time.strftime('%T')}] {key}: {json.dumps(value)[:600]}", flush=True)
 
 
-def listing_p95(target: Target, factory: ModuleFactory, total: int, reps: int) -> dict[str, Any]:
-    lab = Lab.new("lab-fill")
-    target.op("EnrollKey", hub_pb2.EnrollKeyRequest(lab_name=lab.name,
-                                                    public_key=lab.public_raw))
-    base, card = factory.cgcnn_base()
-    with target.channel() as chan:
-        stub = hub_pb2_grpc.ModuleServiceStub(chan)
-        base_id = contribute(stub, lab, target.hub_id, base, card)
-    target.op("ApproveModule", hub_pb2.ApproveModuleRequest(module_id=base_id))
-
-    def fill(worker: int) -> None:
-        with target.channel() as chan:
-            stub = hub_pb2_grpc.ModuleServiceStub(chan)
-            for seed in range(worker, total - 1, 4):
-                data, card_ = factory.cgcnn_adapter(seed, task=f"task-{seed % 11}")
-                module_id = contribute(stub, lab, target.hub_id, data, card_)
-                target.op("ApproveModule", hub_pb2.ApproveModuleRequest(module_id=module_id))
-
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(fill, range(4)))
-    fill_s = time.perf_counter() - t0
-    out: dict[str, Any] = {"modules": total, "fill_s": fill_s}
-    with target.channel() as chan:
-        stub = hub_pb2_grpc.ModuleServiceStub(chan)
-        for name, request in (("first_page_100", hub_pb2.ListModulesRequest(page_size=100)),
-                              ("task_filter_page_100",
-                               hub_pb2.ListModulesRequest(page_size=100, task="task-3"))):
-            times = [_timed(lambda r=request: stub.ListModules(r, timeout=60))
-                     for _ in range(reps)]
-            times.sort()
-            out[name] = {"p50_ms": 1000 * statistics.median(times),
-                         "p95_ms": 1000 * times[max(0, int(0.95 * len(times)) - 1)]}
-    return out
+def ratios(data: dict[str, Any]) -> None:
+    base = data.get("throughput_single")
+    for name in ("replica1", "replicas3", "nginx3"):
+        got = data.get(f"throughput_{name}")
+        if base and got:
+            for key in ("upload_mib_s", "download_mib_s"):
+                got[key.replace("_mib_s", "_ratio_to_single")] = got[key] / base[key]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--modules", type=int, default=6)
     parser.add_argument("--clients", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3, help="floor: best of N")
+    parser.add_argument("--repeats", type=int, default=3, help="transfer: best of N")
     parser.add_argument("--list-modules", type=int, default=10_000)
-    parser.add_argument("--list-reps", type=int, default=50)
+    parser.add_argument("--list-reps", type=int, default=60)
+    parser.add_argument("--list-clients", type=int, default=6)
+    parser.add_argument("--budget-min", type=float, default=50.0,
+                        help="the listing fill stops at this many minutes from the start")
+    parser.add_argument("--resume", action="store_true")
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     args = parser.parse_args()
     if args.quick:
-        args.modules, args.list_modules, args.list_reps = 3, 200, 20
+        args.modules, args.list_modules, args.list_reps, args.repeats = 3, 200, 20, 1
+    until = time.monotonic() + 60 * args.budget_min
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    run = Run(RESULTS / f"scale{'-quick' if args.quick else ''}.json", args.resume, args)
     factory = ModuleFactory()
     size = largest_valid_size()
     modules = [factory.chgnet_full(900 + i, size=size) for i in range(args.modules)]
-    result: dict[str, Any] = {"command": " ".join(sys.argv), "module_bytes": size,
-                              "modules": args.modules, "clients": args.clients}
-    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+    fresh = [factory.chgnet_full(950 + i, size=size) for i in range(args.modules)]
+    per_64 = -(-SESSION_BYTES // size)  # 7 modules of the largest valid size: 64 MiB
+    valid = [factory.chgnet_full(800 + i, size=size) for i in range(per_64)]
+    valid_s3 = [factory.chgnet_full(850 + i, size=size) for i in range(per_64)]
+    run.data["module_bytes"] = size
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, postgres.cluster():
         work = Path(tmp)
-        result["floor_upload_mib_s"] = floor(work, b"".join(d for d, _ in modules),
-                                             args.repeats)
-        with single(work) as target:
-            result["single"] = workload(target, modules, args.clients)
-        print(json.dumps(result, indent=1), flush=True)
-        with postgres.cluster():
-            weed = Seaweed(work / "weed").start()
-            try:
-                for name, size_, via in (("replica1", 1, "direct"), ("replicas3", 3, "list")):
-                    with postgres.database() as url, \
-                            Cluster(work / name, url, weed, size=size_) as cluster:
-                        assert cluster.nginx is not None
-                        client = cluster.addresses if via == "list" else cluster.replicas[0].address
-                        target = Target(client, cluster.nginx.address, cluster.operator,
-                                        cluster.hub_id)
-                        result[name] = workload(target, modules, args.clients)
-                        if size_ == 3:  # the same replicas through nginx, new modules
-                            nginx = Target(cluster.nginx.address, cluster.nginx.address,
-                                           cluster.operator, cluster.hub_id)
-                            fresh = [factory.chgnet_full(950 + i, size=size)
-                                     for i in range(args.modules)]
-                            result["nginx3"] = workload(nginx, fresh, args.clients)
-                            print(json.dumps(result, indent=1), flush=True)
-                            result["list_nginx3"] = listing_p95(nginx, factory,
-                                                                args.list_modules,
-                                                                args.list_reps)
-            finally:
-                weed.stop()
-    base = result["single"]
-    for name in ("replica1", "replicas3", "nginx3"):
-        for key in ("upload_mib_s", "download_mib_s"):
-            result[name][key.replace("_mib_s", "_ratio_to_single")] = (
-                result[name][key] / base[key])
-    for name in ("single", "replica1", "replicas3", "nginx3"):
-        result[name]["upload_ratio_to_floor"] = (result[name]["upload_mib_s"]
-                                                 / result["floor_upload_mib_s"])
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"scale{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(result, indent=1, sort_keys=True))
-    print(json.dumps(result, indent=1, sort_keys=True))
-    print(f"wrote {path}")
+        weed = Seaweed(work / "weed").start()
+        bare_bucket = weed.bucket()
+        proc, address = start_bare_subprocess(work, {**weed.env,
+                                                     "MOMA_BARE_BUCKET": bare_bucket})
+        bare = BareClient(address)
+        try:
+            if not (run.done("transfer_single") and run.done("throughput_single")):
+                with single_hub(work) as target:
+                    warm([target.client_address], target, factory)
+                    if not run.done("transfer_single"):
+                        run.save("transfer_single", transfer(target, bare, "UploadHashFsync",
+                                                             factory, args.repeats, valid))
+                    if not run.done("throughput_single"):
+                        run.save("throughput_single", workload(target, modules, args.clients))
+            if not (run.done("transfer_replica1") and run.done("throughput_replica1")):
+                with cluster(work, weed, 1) as one:
+                    target = Target(one.replicas[0].address, one.replicas[0].address,
+                                    one.operator, one.hub_id)
+                    warm([one.replicas[0].address], target, factory)
+                    if not run.done("transfer_replica1"):
+                        run.save("transfer_replica1", transfer(target, bare, "UploadHashPut",
+                                                               factory, args.repeats,
+                                                               valid_s3))
+                    if not run.done("throughput_replica1"):
+                        run.save("throughput_replica1", workload(target, modules, args.clients))
+            if not all(run.done(k) for k in ("throughput_replicas3", "throughput_nginx3",
+                                             "list_nginx3")):
+                with cluster(work, weed, 3) as three:
+                    assert three.nginx is not None
+                    listed = Target(three.addresses, three.nginx.address, three.operator,
+                                    three.hub_id)
+                    proxied = Target(three.nginx.address, three.nginx.address, three.operator,
+                                     three.hub_id)
+                    warm([r.address for r in three.replicas], listed, factory)
+                    if not run.done("throughput_replicas3"):
+                        run.save("throughput_replicas3", workload(listed, modules, args.clients))
+                    if not run.done("throughput_nginx3"):
+                        run.save("throughput_nginx3", workload(proxied, fresh, args.clients))
+                    if not run.done("list_nginx3"):
+                        run.save("list_nginx3", listing(proxied, factory, args.list_modules,
+                                                        args.list_reps, args.list_clients,
+                                                        until, three.db))
+        finally:
+            bare.close()
+            proc.terminate()
+            proc.wait()
+            weed.stop()
+    ratios(run.data)
+    run.save("finished", time.strftime("%FT%TZ", time.gmtime()))
+    print(f"wrote {run.path}")
 
 
 if __name__ == "__main__":

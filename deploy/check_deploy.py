@@ -10,6 +10,8 @@ Run: ``.venv/bin/python deploy/check_deploy.py`` (exit 1 on any problem).
   are closed, JSON-form ``CMD``/``ENTRYPOINT``/``VOLUME`` parse as JSON arrays, ``FROM``
   stages referenced by ``COPY --from`` exist, torch is pinned to 2.13.0 from the CPU index
   before the project is installed, and the image runs as a non-root ``USER``.
+- ``scale/``: the replicas' ``moma-hub serve`` options exist, each trusts nginx's fixed
+  address as its proxy, and ``nginx.conf`` forwards the client address to those replicas.
 - ``moma-hub.service``: has the sections and hardening keys the README promises.
 """
 
@@ -81,6 +83,40 @@ def check_compose(problems: list[str]) -> None:
             problems.append("compose: the hub must serve TLS")
     print(f"compose.yaml: {len(data['services'])} services, "
           f"{len(declared['secrets'])} secrets, {len(declared['volumes'])} volumes")
+
+
+def check_scale(problems: list[str]) -> None:
+    """``scale/``: every replica's serve options exist, each trusts exactly nginx's fixed
+    address (inside the backend subnet) as its proxy, and nginx forwards the client address to
+    an upstream of exactly those replicas."""
+    import ipaddress
+
+    data = yaml.safe_load((HERE / "scale" / "compose.yaml").read_text())
+    services = data["services"]
+    subnet = ipaddress.ip_network(data["networks"]["backend"]["ipam"]["config"][0]["subnet"])
+    nginx_ip = ipaddress.ip_address(services["nginx"]["networks"]["backend"]["ipv4_address"])
+    if nginx_ip not in subnet:
+        problems.append(f"scale compose: nginx's address {nginx_ip} is outside {subnet}")
+    known = serve_options()
+    replicas = sorted(n for n, svc in services.items() if (svc.get("command") or [""])[0]
+                      == "serve")
+    for name in replicas:
+        command = services[name]["command"]
+        for arg in command[1:]:
+            if arg.split("=", 1)[0] not in known:
+                problems.append(f"scale compose: moma-hub serve has no option {arg}")
+        trusted = [a.split("=", 1)[1] for a in command if a.startswith("--trusted-proxy=")]
+        if trusted != [str(nginx_ip)]:
+            problems.append(f"scale compose: {name} must trust exactly nginx ({nginx_ip}) as "
+                            f"its proxy, not {trusted}")
+    conf = (HERE / "scale" / "nginx.conf").read_text()
+    upstream = sorted(line.split()[1].split(":")[0] for line in conf.splitlines()
+                      if line.strip().startswith("server ") and ":50051" in line)
+    if upstream != replicas:
+        problems.append(f"scale nginx.conf: upstream {upstream} is not the replicas {replicas}")
+    if "grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" not in conf:
+        problems.append("scale nginx.conf: the client address is not forwarded")
+    print(f"scale/compose.yaml: {len(replicas)} replicas behind nginx {nginx_ip}")
 
 
 def logical_lines(text: str) -> list[tuple[int, str]]:
@@ -158,6 +194,7 @@ def check_unit(problems: list[str]) -> None:
 def main() -> None:
     problems: list[str] = []
     check_compose(problems)
+    check_scale(problems)
     check_containerfile(problems)
     check_unit(problems)
     for problem in problems:

@@ -16,6 +16,9 @@ What the interceptor does, for every method (ours, health checking and reflectio
   a worker is committed: over the limit, the call is refused with RESOURCE_EXHAUSTED by a
   handler that never reads the request.
 - **Per peer** (IP address), checked first thing on the worker, before any message is read.
+  Behind a proxy the operator trusts (``--trusted-proxy``), the peer is the client the proxy
+  names in ``x-forwarded-for`` (:mod:`moma_server.client_address`), so a proxy's clients
+  are not counted as one.
 - **Time.** The first request message must arrive within ``first_message_s``, each later one
   (upload chunks) within ``idle_s`` of the previous, and the client must take each streamed
   response within ``idle_s``; otherwise a watchdog thread cancels the call. Unary handlers
@@ -41,6 +44,7 @@ from typing import Any
 
 import grpc
 
+from moma_server.client_address import IPNetwork, call_client_address, transport_address
 from moma_server.services.errors import HubError
 
 log = logging.getLogger("moma_server")
@@ -73,6 +77,8 @@ class Limits:
     """Longest wait for a call's first request message (a real client sends it at once)."""
     streams_per_connection: int = 100
     """HTTP/2 concurrent streams per connection (grpc core enforces it before any work)."""
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    """Proxies whose ``x-forwarded-for`` names the client that per-peer limits count."""
 
     @property
     def max_concurrent_rpcs(self) -> int:
@@ -81,8 +87,10 @@ class Limits:
         return sum(g.total for g in groups) + 64
 
     @classmethod
-    def with_idle(cls, idle_s: float) -> Limits:
-        return cls(idle_s=idle_s, first_message_s=min(idle_s, cls.first_message_s))
+    def with_idle(cls, idle_s: float,
+                  trusted_proxies: tuple[IPNetwork, ...] = ()) -> Limits:
+        return cls(idle_s=idle_s, first_message_s=min(idle_s, cls.first_message_s),
+                   trusted_proxies=trusted_proxies)
 
 
 class Malformed:
@@ -150,9 +158,8 @@ class Watchdog:
 
 
 def _peer_host(context: grpc.ServicerContext) -> str:
-    """The address part of ``ipv4:1.2.3.4:5678`` / ``ipv6:[::1]:5678`` (no port)."""
-    peer = context.peer() or "unknown"
-    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
+    """The connection's address, without scheme and port (for log lines)."""
+    return transport_address(context.peer())
 
 
 @dataclass
@@ -288,7 +295,7 @@ class Admission(grpc.ServerInterceptor):
         lim, watchdog = self.limits, self.watchdog
 
         def admit(requests: Iterator[Any], context: grpc.ServicerContext) -> TimedRequests:
-            peer = _peer_host(context)
+            peer = call_client_address(context, lim.trusted_proxies)
             entered = group.enter(peer)
             done = threading.Event()
 

@@ -3,7 +3,10 @@
 Replicas are real ``moma-hub serve`` processes sharing the hub key, hub id and operator key;
 nginx is Debian's binary (``/usr/sbin/nginx``) with a generated configuration: one HTTP/2
 listener on a free loopback port, ``grpc_pass`` to an upstream of the replicas, and
-``grpc_next_upstream`` so a call that cannot reach one replica goes to the next.
+``grpc_next_upstream`` so a call that cannot reach one replica goes to the next, and
+``X-Forwarded-For`` set as ``deploy/scale/nginx.conf`` sets it. Everything runs on loopback, so
+the replicas trust 127.0.0.1 as a proxy (``--trusted-proxy``): a test client may say whom it
+stands for, as a front proxy would.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class Nginx:
                 "    server {\n"
                 f"        listen 127.0.0.1:{self.port} http2;\n"
                 "        location / {\n"
+                "            grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
                 "            grpc_pass grpc://hubs;\n"
                 "            grpc_next_upstream error timeout;\n"
                 "            grpc_connect_timeout 2s;\n"
@@ -135,7 +139,8 @@ class Cluster:
         for index in range(self.size):
             replica = HubProcess(self.root / f"replica{index}", hub_id=self.hub_id, db=self.db,
                                  store_url=f"s3://{self.bucket}/hub", env=self.weed.env,
-                                 operator=self.operator, hub_key=self.hub_key, keep_port=True)
+                                 operator=self.operator, hub_key=self.hub_key, keep_port=True,
+                                 extra=["--trusted-proxy", "127.0.0.1"])
             self.replicas.append(replica)
         self.replicas[0].start(timeout=240)  # alone: the first creates the tables
         # the others together; a loaded machine (2 cores) can take minutes to import torch twice

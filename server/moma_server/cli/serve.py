@@ -78,12 +78,23 @@ def serve_command(
     idle_timeout_s: float = typer.Option(60.0, "--idle-timeout-s", min=0.5,
                                          help="Longest pause of a client inside a call (the "
                                          "first message: at most 10 s); then it is ended."),
+    trusted_proxy: list[str] = typer.Option(
+        [], "--trusted-proxy", help="Address or network (CIDR) of a proxy in front of this hub "
+        "(nginx grpc_pass), repeatable: its x-forwarded-for header names the client that "
+        "per-client limits count. Default: none (every call counts against its connection's "
+        "address)."),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
     """Serve ModuleService and OperatorService, with health checking and reflection."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tls = _transport(listen, insecure, force_insecure, tls_cert, tls_key, client_ca)
+    from moma_server.client_address import parse_trusted
+
+    try:
+        proxies = parse_trusted(trusted_proxy)
+    except ValueError as exc:
+        raise MomaError(str(exc)) from None
     # Imported only now: the services load torch (module checks), which operator commands and
     # a refused configuration never need.
     from moma.trust.keys import key_id, load_private_key
@@ -127,7 +138,7 @@ def serve_command(
                    f"hub_key_id={config.hub_key_id}", err=False)
         sys.stdout.flush()
 
-    serve(hub, listen, tls, stop, on_ready=ready, limits=Limits.with_idle(idle_timeout_s))
+    serve(hub, listen, tls, stop, on_ready=ready, limits=Limits.with_idle(idle_timeout_s, proxies))
     # Everything is committed and closed by now; skip the interpreter's teardown of torch and
     # friends (about a second) so restarts and supervisors are not kept waiting.
     logging.shutdown()

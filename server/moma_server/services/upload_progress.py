@@ -25,18 +25,27 @@ DEFAULT_BUDGET = 512 * 1024 * 1024
 
 @dataclass
 class Progress:
-    """A running sha256 and copy of the first ``size`` bytes of one upload's temp file."""
+    """A running sha256 and the first ``size`` bytes of one upload's temp file.
+
+    The chunks are kept as the bytes objects they arrived in and joined once, when FinishUpload
+    asks: appending each to one growing buffer copied every byte again (and again on each
+    reallocation), which cost more than hashing them."""
 
     hasher: Any = field(default_factory=hashlib.sha256)
-    buffer: bytearray = field(default_factory=bytearray)
-
-    @property
-    def size(self) -> int:
-        return len(self.buffer)
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
 
     def add(self, data: bytes) -> None:
         self.hasher.update(data)
-        self.buffer += data
+        self.chunks.append(data)
+        self.size += len(data)
+
+    @property
+    def buffer(self) -> bytes:
+        """Every byte, joined (once: later calls return the same object)."""
+        if len(self.chunks) != 1:
+            self.chunks = [b"".join(self.chunks)]
+        return self.chunks[0]
 
 
 class ProgressCache:

@@ -46,6 +46,7 @@ from moma_server.services.errors import (
 )
 from moma_server.services.hub import Hub
 from moma_server.services.upload_progress import ProgressCache
+from moma_server.services.upload_sink import ChunkSink
 from moma_server.services.upload_temps import TempBytes, TempWriter, temps_for
 from moma_server.services.validation import card_of, check_backbone_ready, check_base
 from moma_server.store.metadata import ReplayError, utc_now
@@ -53,6 +54,8 @@ from moma_server.store.models import UploadSessionRow
 
 log = logging.getLogger("moma_server")
 
+STATUS_SETTLE_S = 2.0
+"""Longest GetUploadStatus waits for a stream of the same session on this process to end."""
 MAX_OPEN_UPLOADS_PER_KEY = 64
 """Open sessions a contributor key may hold (each may keep up to the maximum module size)."""
 
@@ -65,6 +68,7 @@ class UploadSessions:
         self.temps: TempBytes = temps_for(hub)
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
+        self._idle = threading.Condition(self._busy_lock)
         self.progress = ProgressCache()
 
     # -- StartUpload --------------------------------------------------------------------------
@@ -169,10 +173,16 @@ class UploadSessions:
         try:
             yield
         finally:
-            with self._busy_lock:
+            with self._idle:
                 self._busy.discard(upload_id)
+                self._idle.notify_all()
 
     def status(self, upload_id: str) -> tuple[UploadSessionRow, int]:
+        # A stream of this session that is still running here (its client just dropped, say)
+        # may hold checked chunks its writer thread has not written yet: let it settle first,
+        # so a client that resumes does not resend what the hub is about to hold.
+        with self._idle:
+            self._idle.wait_for(lambda: upload_id not in self._busy, timeout=STATUS_SETTLE_S)
         row = self.session(upload_id)
         return row, self.temps.held(row)
 
@@ -191,26 +201,28 @@ class UploadSessions:
             held = self.temps.held(row)
             progress = self.progress.resume(upload_id, held, lambda: self.temps.read(row))
             writer = self.temps.writer(row, held)
+            sink = ChunkSink(writer, progress)  # hashes and writes while the next chunk arrives
             complete = False
             try:
                 request: hub_pb2.UploadRequest | None = first
                 while request is not None:
-                    data = self._checked_chunk(row, request, held, limit)
-                    writer.write(data)
-                    progress.add(data)
+                    data = self._checked_chunk(row, request, held, limit, sink)
+                    sink.put(data)
                     held += len(data)
                     request = next(requests, None)
+                sink.finish()
                 held = writer.close()
                 complete = True
             finally:
                 if not complete:  # a write may have stopped half-way: trust only the store
                     self.progress.forget(upload_id)
-                    self._keep_received(writer)
+                    self._keep_received(sink, writer)
             self.progress.trim()
         return held
 
-    def _keep_received(self, writer: TempWriter) -> None:
+    def _keep_received(self, sink: ChunkSink, writer: TempWriter) -> None:
         """After a broken stream, keep the checked chunks it delivered (resume from there)."""
+        sink.settle()  # the chunks already checked and queued are written first
         try:
             writer.close()
         except HubError:
@@ -219,7 +231,7 @@ class UploadSessions:
             log.warning("could not keep the bytes of a broken upload stream", exc_info=True)
 
     def _checked_chunk(self, row: UploadSessionRow, request: hub_pb2.UploadRequest,
-                       held: int, limit: int) -> bytes:
+                       held: int, limit: int, sink: ChunkSink) -> bytes:
         """The chunk's bytes if they may be appended at ``held``; HubError otherwise."""
         if request.upload_id != row.upload_id:
             raise invalid(f"upload stream mixes sessions ({row.upload_id} then "
@@ -240,6 +252,7 @@ class UploadSessions:
                            f"chunk at offset {chunk.offset} does not match its CRC-32 (altered "
                            f"in transit): the chunk was dropped; resend it from offset {held}")
         if held + len(data) > row.size:
+            sink.settle()  # nothing may write the session's bytes after they are removed
             self.discard(row.upload_id)
             raise invalid(f"upload {row.upload_id} sent {held + len(data)} bytes but the signed "
                           f"manifest says {row.size}: the session was discarded; upload the "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 from moma_server.services.errors import precondition
@@ -96,32 +97,73 @@ class FileTemps(TempBytes):
 
 
 class _PartWriter(TempWriter):
+    """Parts of ``part_bytes``, each put and recorded while the stream goes on receiving.
+
+    One part is in flight at a time (on its own thread: the S3 client and the database driver
+    release the GIL while they wait), so receiving the next part overlaps writing the last one
+    and memory stays at two parts per stream. Parts are recorded in order; the first failure
+    is raised by the next :meth:`write` or by :meth:`close`.
+    """
+
     def __init__(self, hub: Hub, upload_id: str, held: int) -> None:
         self.hub, self.upload_id, self.offset = hub, upload_id, held
-        self.buffer = bytearray()
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.in_flight: Future[None] | None = None
+        self.in_flight_data = b""
+        self.pool: ThreadPoolExecutor | None = None
 
     def write(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) >= self.hub.blobs.part_bytes:
-            self._flush()
+        self.pending.append(data)
+        self.pending_bytes += len(data)
+        if self.pending_bytes >= self.hub.blobs.part_bytes:
+            self._submit()
 
-    def _flush(self) -> None:
-        if not self.buffer:
+    def _submit(self) -> None:
+        self._wait()  # one part in flight: the one before must be recorded first
+        if not self.pending:
             return
-        data = bytes(self.buffer)
+        data = b"".join(self.pending)
+        self.pending, self.pending_bytes = [], 0
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moma-hub-part")
+        self.in_flight_data = data
+        self.in_flight = self.pool.submit(self._put, self.offset, data)
+
+    def _wait(self) -> None:
+        if self.in_flight is None:
+            return
+        done, self.in_flight = self.in_flight, None
+        try:
+            done.result()
+        except BaseException:
+            # not recorded: its bytes go back in front of what came after them, so a later
+            # close() (which keeps what a broken stream delivered) writes them in order
+            self.pending.insert(0, self.in_flight_data)
+            self.pending_bytes += len(self.in_flight_data)
+            raise
+        finally:
+            self.in_flight_data = b""
+
+    def _put(self, offset: int, data: bytes) -> None:
         blobs = self.hub.blobs
-        key = blobs.write_part(self.upload_id, self.offset, data)
-        if not self.hub.metadata.advance_upload(self.upload_id, self.offset, len(data), key):
+        key = blobs.write_part(self.upload_id, offset, data)
+        if not self.hub.metadata.advance_upload(self.upload_id, offset, len(data), key):
             blobs.remove_part(key)
-            self.buffer.clear()
             raise precondition(f"upload {self.upload_id} was extended by another stream (or "
                                "finished) while this one wrote: ask GetUploadStatus for the "
                                "offset the hub holds and resume from there")
-        self.offset += len(data)
-        self.buffer.clear()
+        self.offset = offset + len(data)
 
     def close(self) -> int:
-        self._flush()
+        try:
+            self._submit()
+            self._wait()
+        finally:
+            self.pending, self.pending_bytes = [], 0
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+                self.pool = None
         return self.offset
 
 
