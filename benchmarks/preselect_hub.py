@@ -85,7 +85,8 @@ def base_folder(out: Path) -> Path:
 
 
 def train_stage(out: Path, bootstraps: int, shuffled: int, epochs: int,
-                castelli_train: int) -> None:
+                castelli_train: int, max_train: int | None, max_val: int) -> None:
+    """Train the real modules; cheap by choice (caps on the splits, few epochs, see ``main``)."""
     net = get_backbone("cgcnn")
     base = load_module(base_folder(out))
     for name, path, target in sources():
@@ -94,6 +95,13 @@ def train_stage(out: Path, bootstraps: int, shuffled: int, epochs: int,
         full_train = list(data.split["train"])
         if target is not None:
             full_train = full_train[:castelli_train]
+        elif max_train is not None:
+            full_train = full_train[:max_train]
+        # early stopping reads validation every epoch: a capped prefix keeps that cheap
+        # (and the card's test MAE, read once, needs no more either)
+        data = dataclasses.replace(data, split={
+            **data.split, "val": list(data.split["val"])[:max_val],
+            "test": list(data.split["test"])[:max_val]})
         plans = [(f"{name}", full_train, False, 0)]
         rng = np.random.default_rng(0)
         for b in range(1, bootstraps + 1):
@@ -241,6 +249,10 @@ def main() -> None:
     parser.add_argument("--shuffled", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--castelli-train", type=int, default=2000)
+    parser.add_argument("--max-train", type=int, default=None,
+                        help="cap on a downstream task's training structures")
+    parser.add_argument("--max-val", type=int, default=10_000,
+                        help="cap on the validation structures read every epoch")
     parser.add_argument("--modules", type=int, default=10_000)
     parser.add_argument("--task", action="append", default=[])
     parser.add_argument("--top-k", type=int, default=50)
@@ -250,7 +262,8 @@ def main() -> None:
     out = args.out or cache_dir() / "hub10k"
     out.mkdir(parents=True, exist_ok=True)
     if args.stage == "train":
-        train_stage(out, args.bootstraps, args.shuffled, args.epochs, args.castelli_train)
+        train_stage(out, args.bootstraps, args.shuffled, args.epochs, args.castelli_train,
+                    args.max_train, args.max_val)
     elif args.stage == "hub":
         hub_stage(out, args.modules, keep_running=False)
     else:
