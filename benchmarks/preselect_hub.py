@@ -161,8 +161,20 @@ def derived_modules(reals: list[tuple[dict[str, torch.Tensor], dict[str, object]
     return out
 
 
+def open_hub(out: Path) -> Hub:
+    """Start the benchmark hub; its identity is created once and kept (restarts reuse it)."""
+    hub = Hub(out / "hub", hub_id="hub10k")
+    info = out / "hub_info.json"
+    if info.is_file():
+        hub.info = json.loads(info.read_text())
+    hub.start(timeout=600)
+    if not info.is_file():
+        info.write_text(json.dumps(hub.info))
+    return hub
+
+
 def hub_stage(out: Path, modules: int, keep_running: bool) -> Hub:
-    hub = Hub(out / "hub", hub_id="hub10k").start(timeout=600)
+    hub = open_hub(out)
     channel = grpc.insecure_channel(hub.address)
     ids_file = out / "contributor.json"
     me = Contributor.enrolled(channel, hub.hub_id, hub.store, f"lab-{int(time.time())}",
@@ -195,48 +207,62 @@ def hub_stage(out: Path, modules: int, keep_running: bool) -> Hub:
     return hub
 
 
-def measure_stage(out: Path, tasks: list[str], top_k: int, cap: int | None) -> None:
-    hub = Hub(out / "hub", hub_id="hub10k").start(timeout=600)
+def measure_stage(out: Path, tasks: list[str], top_k: int, cap: int | None,
+                  max_train: int | None, rankers: list[str]) -> None:
+    """Per task: pre-selection (each ranker) + AMC on the chosen, against exhaustive AMC."""
+    hub = open_hub(out)
     net = get_backbone("cgcnn")
     try:
         for task in tasks:
             data = prepare(load_dataset(str(downstream_task_path(task))), net, "seed0")
             graphs, y = data.part("train")
-            cache = ModuleCache(out / "client" / "modules")
-            fps = FingerprintCache(out / "client" / "fingerprints")
-            tick = time.perf_counter()
+            if max_train is not None:
+                graphs, y = graphs[:max_train], y[:max_train]
+            runs = {}
             with HubClient(Transport(hub.address, insecure=True)) as client:
-                chosen = preselect(client, cache, fps, net, kind="full", graphs=graphs,
-                                   targets=y, top_k=top_k, exclude_task=task)
-                amc_top = select(net, [f.module for f in chosen.fetched
-                                       if f.module.module_id in chosen.report["selected"]],
-                                 graphs, y)
-                pre_s = time.perf_counter() - tick
+                for ranker in rankers:  # a fresh client cache each: downloads are counted
+                    scratch = out / "client" / f"{task}-{ranker}-{time.time_ns()}"
+                    tick = time.perf_counter()
+                    chosen = preselect(client, ModuleCache(scratch / "modules"),
+                                       FingerprintCache(scratch / "fingerprints"), net,
+                                       kind="full", graphs=graphs, targets=y, top_k=top_k,
+                                       exclude_task=task, ranker=ranker)
+                    amc_top = select(net, [f.module for f in chosen.fetched
+                                           if f.module.module_id in chosen.report["selected"]],
+                                     graphs, y)
+                    runs[ranker] = (chosen, amc_top, time.perf_counter() - tick)
                 every = [s.module_id for s in client.list_modules(backbone="cgcnn",
                                                                   kind="full")
                          if s.task.split(":")[0] != task]
                 if cap is not None and len(every) > cap:
                     keep = set(np.random.default_rng(0).choice(every, cap, replace=False))
-                    keep |= set(chosen.report["selected"])
+                    for chosen, _amc, _s in runs.values():
+                        keep |= set(chosen.report["selected"])
                     every = [m for m in every if m in keep]
                 tick = time.perf_counter()
+                cache = ModuleCache(out / "client" / "modules")
                 loaded = [cache.fetch(client, m).module for m in every]
             amc_all = select(net, loaded, graphs, y)
             full_s = time.perf_counter() - tick
             weights = dict(zip([m.module_id for m in loaded], amc_all.weights, strict=True))
             heavy = {m: w for m, w in weights.items() if w >= 0.05}
-            picked = set(chosen.report["selected"])
-            row = {"task": task, "modules": len(every), "top_k": top_k,
-                   "proxy_ratio": amc_top.ensemble_proxy_mae / amc_all.ensemble_proxy_mae,
-                   "mass_found": sum(w for m, w in heavy.items() if m in picked)
-                   / max(sum(heavy.values()), 1e-12),
-                   "downloads": chosen.report["downloads"],
-                   "downloaded_bytes": chosen.report["downloaded_bytes"],
-                   "preselect_and_amc_s": pre_s, "exhaustive_s": full_s,
-                   "timings": chosen.report["timings"], "capped": cap is not None}
-            print(json.dumps(row), flush=True)
-            with (out / "measure.jsonl").open("a") as handle:
-                handle.write(json.dumps(row) + "\n")
+            for ranker, (chosen, amc_top, pre_s) in runs.items():
+                picked = set(chosen.report["selected"])
+                row = {"task": task, "ranker": ranker, "modules": len(every),
+                       "train": len(y), "top_k": top_k,
+                       "proxy_ratio": amc_top.ensemble_proxy_mae / amc_all.ensemble_proxy_mae,
+                       "proxy_mae_top": amc_top.ensemble_proxy_mae,
+                       "proxy_mae_all": amc_all.ensemble_proxy_mae,
+                       "heavy": len(heavy),
+                       "mass_found": sum(w for m, w in heavy.items() if m in picked)
+                       / max(sum(heavy.values()), 1e-12),
+                       "downloads": chosen.report["downloads"],
+                       "downloaded_bytes": chosen.report["downloaded_bytes"],
+                       "preselect_and_amc_s": pre_s, "exhaustive_s": full_s,
+                       "timings": chosen.report["timings"], "capped": cap is not None}
+                print(json.dumps(row), flush=True)
+                with (out / "measure.jsonl").open("a") as handle:
+                    handle.write(json.dumps(row) + "\n")
     finally:
         hub.stop()
 
@@ -250,13 +276,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--castelli-train", type=int, default=2000)
     parser.add_argument("--max-train", type=int, default=None,
-                        help="cap on a downstream task's training structures")
+                        help="cap on a downstream task's training structures (train: for the "
+                             "real modules; measure: the owner's split)")
     parser.add_argument("--max-val", type=int, default=10_000,
                         help="cap on the validation structures read every epoch")
     parser.add_argument("--modules", type=int, default=10_000)
     parser.add_argument("--task", action="append", default=[])
     parser.add_argument("--top-k", type=int, default=50)
     parser.add_argument("--exhaustive-cap", type=int, default=None)
+    parser.add_argument("--ranker", action="append", default=[],
+                        help="pre-selection ranker(s) to measure (default: approx-amc, r2)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = args.out or cache_dir() / "hub10k"
@@ -269,7 +298,8 @@ def main() -> None:
     else:
         measure_stage(out, args.task or ["jarvis_2d_eform", "mp_poisson_ratio",
                                          "jarvis_2d_exfoliation", "mp_eps_electronic",
-                                         "expt_eform"], args.top_k, args.exhaustive_cap)
+                                         "expt_eform"], args.top_k, args.exhaustive_cap,
+                      args.max_train, args.ranker or ["approx-amc", "r2"])
 
 
 if __name__ == "__main__":

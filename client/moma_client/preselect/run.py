@@ -31,7 +31,14 @@ from moma_client.hub.cache import Fetched, ModuleCache
 from moma_client.hub.client import HubClient
 from moma_client.hub.fingerprints import FingerprintCache
 from moma_client.preselect import DEFAULT_TOP_K
-from moma_client.preselect.ranking import probe_weights, rank_modules
+from moma_client.preselect.ranking import (
+    DEFAULT_RANKER,
+    RANKERS,
+    fit_scores,
+    probe_weights,
+    rank_modules,
+    transferred,
+)
 
 REPORTED_RANKS = 200
 
@@ -127,10 +134,13 @@ def _every_candidate(client: HubClient, cache: ModuleCache, candidates: Sequence
 def preselect(client: HubClient, cache: ModuleCache, fingerprints: FingerprintCache,
               backbone: Backbone, *, kind: str, graphs: Sequence[Graph], targets: np.ndarray,
               top_k: int = DEFAULT_TOP_K, exclude_task: str | None = None,
-              refine: int = 0) -> Preselection:
+              refine: int = 0, ranker: str = DEFAULT_RANKER) -> Preselection:
     """Rank every approved ``backbone``/``kind`` module on the hub and fetch the top ``top_k``.
 
-    ``graphs``/``targets``: the owner's training split (never sent anywhere)."""
+    ``graphs``/``targets``: the owner's training split (never sent anywhere). ``ranker``: one
+    of :data:`moma_client.preselect.ranking.RANKERS` (``refine`` > 0: the older refinement)."""
+    if ranker not in RANKERS:
+        raise MomaError(f"unknown ranker {ranker!r}; choose one of " + ", ".join(RANKERS))
     if top_k < 1:
         raise MomaError(f"--preselect {top_k}: pre-select at least 1 module (or 'none')")
     result = Preselection()
@@ -170,9 +180,14 @@ def preselect(client: HubClient, cache: ModuleCache, fingerprints: FingerprintCa
     rows = np.array([index[m] for m in ranked_ids], dtype=np.int64)
     a = probe_weights(owner, probes)
     y = np.asarray(targets, dtype=np.float64)
-    ranking = rank_modules(a, table.predictions[rows], table.embedding[rows], y, refine=refine)
+    preds, embs = table.predictions[rows], table.embedding[rows]
+    if refine:
+        order = rank_modules(a, preds, embs, y, refine=refine).order
+    else:
+        order = RANKERS[ranker](a, preds, embs, y)
+    r2 = fit_scores(transferred(a, preds)[0], y)
     t["rank_s"] = time.perf_counter() - t4
-    ordered = [ranked_ids[i] for i in ranking.order]
+    ordered = [ranked_ids[i] for i in order]
     t5 = time.perf_counter()
     _fetch_in_order(client, cache, ordered, top_k, backbone, kind, exclude_task, result)
     t["fetch_s"] = time.perf_counter() - t5
@@ -183,10 +198,7 @@ def preselect(client: HubClient, cache: ModuleCache, fingerprints: FingerprintCa
     chosen = {f.module.module_id for f in result.fetched}
     result.ranking = [
         {"rank": r + 1, "module_id": m, "task": task_of.get(m, ""),
-         "r2": float(ranking.r2[by_row[m]]),
-         **({"proxy_mae": float(ranking.proxy_mae[by_row[m]])}
-            if np.isfinite(ranking.proxy_mae[by_row[m]]) else {}),
-         "selected": m in chosen}
+         "r2": float(r2[by_row[m]]), "selected": m in chosen}
         for r, m in enumerate(ordered[:max(REPORTED_RANKS, top_k)])]
     t["total_s"] = time.perf_counter() - t0
     result.report = {
@@ -194,7 +206,7 @@ def preselect(client: HubClient, cache: ModuleCache, fingerprints: FingerprintCa
         "ranked": len(ranked_ids), "without_fingerprint": len(unranked),
         "probe_set": {"name": probe_set.name, "sha256": probe_set.sha256,
                       "probes": len(probe_set)},
-        "reference_encoder": reference, "refine": refine,
+        "reference_encoder": reference, "ranker": "refine" if refine else ranker,
         "fingerprints": {"cached": len(table.module_ids), "new": sync.new,
                          "requests": sync.requests, "received_bytes": sync.received_bytes,
                          "cache_bytes": table.nbytes},
