@@ -24,6 +24,25 @@ work tree):
             set, modules and bytes downloaded, and the wall time of each; one JSON line per task
             appended to ``out/measure.jsonl``.
 
+The hub built on this shared 2-core machine (load 10-16) used cheap choices, to finish
+within one working session: 32 real modules (the 14 sources above; per source the whole
+split and 1 shuffled-label module, plus two bootstraps for the Castelli ``e_form`` and
+``dir_gap`` targets). ``castelli_e_form`` itself: 2,000 training structures, 20 epochs (an
+earlier run); its bootstraps and shuffled module and ``castelli_dir_gap`` with its bootstraps:
+600 training structures (bootstraps 420), 10 epochs; every other module: at most 400
+training structures, 6 epochs; validation capped at 200 structures; about 50 min of wall
+time. Then ``hub --modules 300`` (the base, the 32 real modules, 189 variants and 78
+distractors: 234 s of uploads, probe runs included) and ``measure --max-train 200`` (the
+first 200 training structures of each task)::
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/preselect_hub.py train \\
+        --bootstraps 0 --shuffled 1 --epochs 6 --castelli-train 400 --max-train 400 \\
+        --max-val 200
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/preselect_hub.py hub --modules 300
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/preselect_hub.py measure \\
+        --max-train 200 --top-k 50 --task jarvis_2d_eform --task mp_poisson_ratio \\
+        --task jarvis_2d_exfoliation --task mp_eps_electronic --task expt_eform
+
 Run (one thread, niced; every stage can be stopped and restarted)::
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/preselect_hub.py train
