@@ -121,16 +121,21 @@ def check_requests(recorder: Recorder, raw: dict[str, Any], allowed: set[str]) -
     print(f"{len(recorder.calls)} requests, {total} bytes, {len(patterns)} patterns searched")
 
 
-def test_compose_sends_nothing_of_the_private_data(world: World, tmp_path: Path,
-                                                   jarvis_2d_eform: dict[str, Any]) -> None:
-    clear_module_cache()  # so the compose downloads: Download requests are checked too
+def _recorded_compose(world: World, tmp_path: Path, *extra: str
+                      ) -> tuple[dict[str, Any], Recorder]:
+    """``compose --hub`` on the world's hub with a recorder on its channels."""
     recorder = Recorder()
     with observe_channels(recorder):
         code, stdout, err = cli("compose", "--data", TASK_PATH, *world.hub_args, "--out",
-                                str(tmp_path / "out"), "--preselect", "none", *FAST_COMPOSE,
-                                "--json")
+                                str(tmp_path / "out"), *extra, *FAST_COMPOSE, "--json")
     assert code == 0, err
-    report = json.loads(stdout)
+    return json.loads(stdout), recorder
+
+
+def test_compose_sends_nothing_of_the_private_data(world: World, tmp_path: Path,
+                                                   jarvis_2d_eform: dict[str, Any]) -> None:
+    clear_module_cache()  # so the compose downloads: Download requests are checked too
+    report, recorder = _recorded_compose(world, tmp_path, "--preselect", "none")
     assert report["task"] == TASK and np.isfinite(report["metrics"]["test_mae"])
     assert "preselect" not in report
     assert {"GetHubInfo", "ListModules", "GetCard", "Download"} <= set(recorder.methods())
@@ -143,13 +148,7 @@ def test_preselection_sends_nothing_of_the_private_data(world: World, tmp_path: 
     """``compose --hub --preselect 2``: the hub's three usable modules are ranked locally
     from fingerprints and the owner's training split; two are downloaded and composed."""
     clear_module_cache()
-    recorder = Recorder()
-    with observe_channels(recorder):
-        code, stdout, err = cli("compose", "--data", TASK_PATH, *world.hub_args, "--out",
-                                str(tmp_path / "out"), "--preselect", "2", *FAST_COMPOSE,
-                                "--json")
-    assert code == 0, err
-    report = json.loads(stdout)
+    report, recorder = _recorded_compose(world, tmp_path, "--preselect", "2")
     pre = report["preselect"]
     usable = {world.ids[r] for r in ("base", "lab_a", "lab_b")}
     assert pre["candidates"] == pre["ranked"] == 3  # never the same-task or pending module
@@ -167,12 +166,8 @@ def test_preselection_sends_nothing_of_the_private_data(world: World, tmp_path: 
 
 def test_few_candidates_are_all_fetched_without_ranking(world: World, tmp_path: Path) -> None:
     """With no more candidates than K there is nothing to rank: no fingerprint requests."""
-    recorder = Recorder()
-    with observe_channels(recorder):
-        code, stdout, err = cli("compose", "--data", TASK_PATH, *world.hub_args, "--out",
-                                str(tmp_path / "out"), *FAST_COMPOSE, "--json")
-    assert code == 0, err
-    pre = json.loads(stdout)["preselect"]
+    report, recorder = _recorded_compose(world, tmp_path)
+    pre = report["preselect"]
     assert (pre["candidates"], pre["ranked"], len(pre["selected"])) == (3, 0, 3)
     assert "not more than --preselect 50" in pre["note"]
     assert set(recorder.methods()) <= ALLOWED

@@ -116,14 +116,20 @@ def order_by_r2(a: np.ndarray, predictions: np.ndarray, embedding: np.ndarray,
     return rank_modules(a, predictions, embedding, y).order
 
 
+def _by_r2(a: np.ndarray, predictions: np.ndarray, y: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Transferred predictions and the module rows by their ``r^2``, non-finite ones last."""
+    yhat, finite = transferred(a, predictions)
+    r2 = fit_scores(yhat, y)
+    r2[~finite] = -1.0
+    return yhat, np.argsort(-r2, kind="stable")
+
+
 def order_diverse(a: np.ndarray, predictions: np.ndarray, embedding: np.ndarray,
                   y: np.ndarray, *, limit: float = 0.995, pool: int = 2000) -> np.ndarray:
     """``r^2`` order, but a module whose transferred predictions correlate above ``limit``
     with one already taken waits until every distinct one is in (near-duplicates last)."""
-    yhat, finite = transferred(a, predictions)
-    r2 = fit_scores(yhat, y)
-    r2[~finite] = -1.0
-    first = np.argsort(-r2, kind="stable")
+    yhat, first = _by_r2(a, predictions, y)
     head = first[:pool]
     z = yhat[:, head] - yhat[:, head].mean(axis=0, keepdims=True)
     z /= np.maximum(np.linalg.norm(z, axis=0, keepdims=True), 1e-12)
@@ -141,10 +147,7 @@ def order_forward(a: np.ndarray, predictions: np.ndarray, embedding: np.ndarray,
                   y: np.ndarray, *, pool: int = 2000, steps: int = 60) -> np.ndarray:
     """Greedy forward selection: each step takes the module whose transferred predictions
     best explain what the ones taken so far leave of ``y`` (least squares residual)."""
-    yhat, finite = transferred(a, predictions)
-    r2 = fit_scores(yhat, y)
-    r2[~finite] = -1.0
-    first = np.argsort(-r2, kind="stable")
+    yhat, first = _by_r2(a, predictions, y)
     head = first[:pool]
     x = yhat[:, head] - yhat[:, head].mean(axis=0, keepdims=True)
     x /= np.maximum(np.linalg.norm(x, axis=0, keepdims=True), 1e-12)
