@@ -33,7 +33,7 @@ from moma_client.hub.client import HubClient
 from moma_client.hub.connection import Transport, observe_channels
 from moma_client.hub.fingerprints import FingerprintCache
 from moma_client.preselect.run import preselect
-from tests.integration.conftest import TASK, TASK_PATH
+from tests.integration.conftest import FAST_COMPOSE, TASK, TASK_PATH, clear_module_cache, cli
 from tests.integration.derived import (
     Contributor,
     Derived,
@@ -43,7 +43,7 @@ from tests.integration.derived import (
     real_modules,
 )
 from tests.integration.hubenv import MOMA_HUB, Hub, Recorder
-from tests.integration.test_privacy import private_patterns
+from tests.integration.test_privacy import check_requests, private_patterns
 
 pytestmark = pytest.mark.slow
 
@@ -177,13 +177,14 @@ def test_preselection_finds_what_exhaustive_amc_weighs(populated: Populated, tmp
           f"fingerprint; downloads {report['downloads']} ({report['downloaded_bytes']} bytes); "
           f"ensemble proxy MAE top-K {amc_top.ensemble_proxy_mae:.4f} / all "
           f"{amc.ensemble_proxy_mae:.4f}; timings {report['timings']}", flush=True)
-    # Measured (docs/hub.md section 6): 198 modules, 10 with weight >= 0.05, 19 % of their
-    # mass inside the top 12, 3 distractors among them, distractors' median rank 138, ensemble
-    # proxy MAE 0.261 (top K) against 0.223 (all). The bounds below hold with a margin and say
-    # what the ranking does achieve; the issue's goals (>= 90 %, ratio <= 1.02) are not met.
-    assert np.median(distractor_ranks) > n / 2
-    assert found > 0.05
-    assert amc_top.ensemble_proxy_mae < 1.5 * amc.ensemble_proxy_mae
+    # Measured with the approx-amc ranker: see docs/hub.md section 6. The head-redrawn
+    # "distractors" keep a real module's message passing, so AMC, which reads embeddings
+    # only, may weigh them, and so does the ranker (their rank is printed, not bounded).
+    # Measured 17:10 UTC: 5 heavy modules, 9 % of their mass in the top 12 (near-copies of
+    # the heavy ones are picked instead), proxy MAE 0.2250 / 0.2177 = 1.034.
+    assert report["ranker"] == "approx-amc"
+    assert found >= 0.05
+    assert amc_top.ensemble_proxy_mae <= 1.1 * amc.ensemble_proxy_mae
 
     # a second sync asks once, after the last seq, and receives nothing new
     recorder = Recorder()
@@ -193,3 +194,30 @@ def test_preselection_finds_what_exhaustive_amc_weighs(populated: Populated, tmp
     assert len(table.module_ids) == n + 1  # the flagged pending module has one too
     (call,) = [c for c in recorder.calls if c.method.endswith("/ListFingerprints")]
     assert hub_pb2.ListFingerprintsRequest.FromString(call.request).after_seq == table.last_seq
+
+
+def test_compose_preselects_over_the_hub(populated: Populated, tmp_path: Path,
+                                         jarvis_2d_eform: dict[str, Any]) -> None:
+    """``moma-client compose --hub --preselect 12`` over the ~200 modules: the ranking is
+    computed on the owner's training split (after --train-size), 12 modules are downloaded
+    and composed, the ranking and its cost are in report.json, and the recorded requests
+    carry nothing of the data (the privacy test's checks)."""
+    clear_module_cache()
+    recorder = Recorder()
+    with observe_channels(recorder):
+        code, stdout, err = cli("compose", "--data", TASK_PATH, "--hub",
+                                populated.hub.address, "--insecure", "--preselect",
+                                str(TOP_K), "--out", str(tmp_path / "out"), *FAST_COMPOSE,
+                                "--json")
+    assert code == 0, err
+    report = json.loads(stdout)
+    pre = report["preselect"]
+    n = len(populated.roles)
+    assert pre["candidates"] == pre["ranked"] == n and pre["top_k"] == TOP_K
+    assert len(pre["selected"]) == TOP_K and pre["downloads"] <= TOP_K + 1
+    assert {c["module_id"] for c in report["candidates"]} <= set(pre["selected"])
+    assert len(pre["ranking"]) == min(n, 200) and pre["timings"]["total_s"] > 0
+    assert np.isfinite(report["metrics"]["test_mae"])
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["preselect"] == pre
+    check_requests(recorder, jarvis_2d_eform, ALLOWED)
+    assert len([m for m in recorder.methods() if m == "Download"]) == pre["downloads"]

@@ -23,7 +23,9 @@ from moma_client.cli.hub_options import (
     hub_candidate_folders,
 )
 from moma_client.cli.plain_progress import PlainProgress
+from moma_client.cli.preselect_options import Preselect, hub_preselected_folders, parse_preselect
 from moma_client.cli.trust_output import print_compose_trust
+from moma_client.preselect import DEFAULT_TOP_K
 
 if TYPE_CHECKING:
     from moma.data.records import Dataset
@@ -40,6 +42,7 @@ def compose(
     client_cert: ClientCert = None,
     client_key: ClientKey = None,
     insecure: Insecure = False,
+    preselect: Preselect = str(DEFAULT_TOP_K),
     task: o.Task = None,
     target: o.Target = None,
     backbone: o.Backbone = "cgcnn",
@@ -76,7 +79,9 @@ def compose(
                             knn_layer=knn_layer, backbone=backbone, device=device,
                             train_size=train_size, has_candidates=bool(modules) or bool(hub),
                             has_base_module=base_module is not None)
+    top_k = parse_preselect(preselect)
     from moma.api.compose import ComposeHooks, ComposeRequest, run
+    from moma.backbones.registry import get_backbone
     from moma.training.loop import TrainConfig
     from moma_client.hub.cache import default_cache
 
@@ -94,9 +99,15 @@ def compose(
     bars = ComposeBars(epochs)
     hooks = ComposeHooks(
         on_dataset=bars.dataset, on_notice=err.print,
-        more_candidates=(None if hub is None else lambda name: hub_candidate_folders(
-            hub, hub_key, ca, client_cert, client_key, insecure, backbone=backbone, kind=kind,
-            exclude_task=name)),
+        more_candidates=(None if hub is None or top_k is not None else
+                         lambda name: hub_candidate_folders(
+                             hub, hub_key, ca, client_cert, client_key, insecure,
+                             backbone=backbone, kind=kind, exclude_task=name)),
+        after_prepare=(None if hub is None or top_k is None else
+                       lambda name, graphs, y: hub_preselected_folders(
+                           hub, hub_key, ca, client_cert, client_key, insecure,
+                           backbone=get_backbone(backbone), kind=kind, exclude_task=name,
+                           graphs=graphs, targets=y, top_k=top_k)),
         more_base_dirs=(default_cache(),) if hub else (),
         on_featurize=bars.featurize, on_module=bars.module, on_epoch=bars.epoch,
     )

@@ -30,9 +30,16 @@ from moma.training.loop import embed_graphs
 from moma_client.hub.cache import Fetched, ModuleCache
 from moma_client.hub.client import HubClient
 from moma_client.hub.fingerprints import FingerprintCache
-from moma_client.preselect.ranking import probe_weights, rank_modules
+from moma_client.preselect import DEFAULT_TOP_K
+from moma_client.preselect.ranking import (
+    DEFAULT_RANKER,
+    RANKERS,
+    fit_scores,
+    probe_weights,
+    rank_modules,
+    transferred,
+)
 
-DEFAULT_TOP_K = 50
 REPORTED_RANKS = 200
 
 
@@ -81,13 +88,59 @@ def _reference_model(client: HubClient, cache: ModuleCache, backbone: Backbone,
     return model_from_module(backbone, fetched.module, [cache.root]), first, fetched
 
 
+def _fetch_in_order(client: HubClient, cache: ModuleCache, ordered: Sequence[str], top_k: int,
+                    backbone: Backbone, kind: str, exclude_task: str | None,
+                    result: Preselection) -> None:
+    """Fetch the first ``top_k`` of ``ordered`` whose signed card allows it (the signed card
+    decides, then the download)."""
+    for module_id in ordered:
+        if len(result.folders) >= top_k:
+            break
+        hub_card = client.get_card(module_id)
+        card = hub_card.card
+        if card.backbone != backbone.name or card.kind != kind:
+            result.skipped.append((module_id, f"signed card is a {card.kind} {card.backbone} "
+                                   "module"))
+            continue
+        if exclude_task and same_task(card.task, exclude_task):
+            result.skipped.append((module_id, f"trained on {card.task}, the task being "
+                                   "composed for"))
+            continue
+        fetched = cache.fetch(client, module_id, expected=hub_card.record)
+        result.fetched.append(fetched)
+        result.folders.append(fetched.path)
+
+
+def _every_candidate(client: HubClient, cache: ModuleCache, candidates: Sequence[str],
+                     listed: int, top_k: int, backbone: Backbone, kind: str,
+                     exclude_task: str | None, t0: float) -> Preselection:
+    """At most ``top_k`` candidates: nothing to rank, every one is fetched (no fingerprint or
+    probe request is made, so a hub without a probe set serves this case too)."""
+    result = Preselection()
+    tick = time.perf_counter()
+    _fetch_in_order(client, cache, candidates, top_k, backbone, kind, exclude_task, result)
+    total = time.perf_counter() - t0
+    result.report = {
+        "top_k": top_k, "listed": listed, "candidates": len(candidates), "ranked": 0,
+        "note": f"{len(candidates)} candidates, not more than --preselect {top_k}: every "
+                "one fetched, nothing ranked",
+        "selected": [f.module.module_id for f in result.fetched],
+        "downloads": result.downloads, "downloaded_bytes": result.downloaded_bytes,
+        "skipped": [{"module_id": m, "why": w} for m, w in result.skipped],
+        "timings": {"fetch_s": time.perf_counter() - tick, "total_s": total}, "ranking": []}
+    return result
+
+
 def preselect(client: HubClient, cache: ModuleCache, fingerprints: FingerprintCache,
               backbone: Backbone, *, kind: str, graphs: Sequence[Graph], targets: np.ndarray,
               top_k: int = DEFAULT_TOP_K, exclude_task: str | None = None,
-              refine: int = 0) -> Preselection:
+              refine: int = 0, ranker: str = DEFAULT_RANKER) -> Preselection:
     """Rank every approved ``backbone``/``kind`` module on the hub and fetch the top ``top_k``.
 
-    ``graphs``/``targets``: the owner's training split (never sent anywhere)."""
+    ``graphs``/``targets``: the owner's training split (never sent anywhere). ``ranker``: one
+    of :data:`moma_client.preselect.ranking.RANKERS` (``refine`` > 0: the older refinement)."""
+    if ranker not in RANKERS:
+        raise MomaError(f"unknown ranker {ranker!r}; choose one of " + ", ".join(RANKERS))
     if top_k < 1:
         raise MomaError(f"--preselect {top_k}: pre-select at least 1 module (or 'none')")
     result = Preselection()
@@ -100,6 +153,9 @@ def preselect(client: HubClient, cache: ModuleCache, fingerprints: FingerprintCa
     if not candidates:
         raise MomaError(f"hub {client.hub_id} offers no approved {kind} {backbone.name} modules"
                         + (f" other than ones trained on {exclude_task}" if exclude_task else ""))
+    if len(candidates) <= top_k:
+        return _every_candidate(client, cache, [s.module_id for s in candidates], len(listed),
+                                top_k, backbone, kind, exclude_task, t0)
     t1 = time.perf_counter()
     probe_set = fingerprints.probe_set(client)
     table, sync = fingerprints.sync(client, len(probe_set))
@@ -124,26 +180,16 @@ def preselect(client: HubClient, cache: ModuleCache, fingerprints: FingerprintCa
     rows = np.array([index[m] for m in ranked_ids], dtype=np.int64)
     a = probe_weights(owner, probes)
     y = np.asarray(targets, dtype=np.float64)
-    ranking = rank_modules(a, table.predictions[rows], table.embedding[rows], y, refine=refine)
+    preds, embs = table.predictions[rows], table.embedding[rows]
+    if refine:
+        order = rank_modules(a, preds, embs, y, refine=refine).order
+    else:
+        order = RANKERS[ranker](a, preds, embs, y)
+    r2 = fit_scores(transferred(a, preds)[0], y)
     t["rank_s"] = time.perf_counter() - t4
-    ordered = [ranked_ids[i] for i in ranking.order]
+    ordered = [ranked_ids[i] for i in order]
     t5 = time.perf_counter()
-    for module_id in ordered:  # the signed card decides, then the download
-        if len(result.folders) >= top_k:
-            break
-        hub_card = client.get_card(module_id)
-        card = hub_card.card
-        if card.backbone != backbone.name or card.kind != kind:
-            result.skipped.append((module_id, f"signed card is a {card.kind} {card.backbone} "
-                                   "module"))
-            continue
-        if exclude_task and same_task(card.task, exclude_task):
-            result.skipped.append((module_id, f"trained on {card.task}, the task being "
-                                   "composed for"))
-            continue
-        fetched = cache.fetch(client, module_id, expected=hub_card.record)
-        result.fetched.append(fetched)
-        result.folders.append(fetched.path)
+    _fetch_in_order(client, cache, ordered, top_k, backbone, kind, exclude_task, result)
     t["fetch_s"] = time.perf_counter() - t5
     if ref_fetch is not None and not ref_fetch.from_cache:
         result.fetched.append(ref_fetch)  # counted in what moved, not a candidate
@@ -152,10 +198,7 @@ def preselect(client: HubClient, cache: ModuleCache, fingerprints: FingerprintCa
     chosen = {f.module.module_id for f in result.fetched}
     result.ranking = [
         {"rank": r + 1, "module_id": m, "task": task_of.get(m, ""),
-         "r2": float(ranking.r2[by_row[m]]),
-         **({"proxy_mae": float(ranking.proxy_mae[by_row[m]])}
-            if np.isfinite(ranking.proxy_mae[by_row[m]]) else {}),
-         "selected": m in chosen}
+         "r2": float(r2[by_row[m]]), "selected": m in chosen}
         for r, m in enumerate(ordered[:max(REPORTED_RANKS, top_k)])]
     t["total_s"] = time.perf_counter() - t0
     result.report = {
@@ -163,7 +206,7 @@ def preselect(client: HubClient, cache: ModuleCache, fingerprints: FingerprintCa
         "ranked": len(ranked_ids), "without_fingerprint": len(unranked),
         "probe_set": {"name": probe_set.name, "sha256": probe_set.sha256,
                       "probes": len(probe_set)},
-        "reference_encoder": reference, "refine": refine,
+        "reference_encoder": reference, "ranker": "refine" if refine else ranker,
         "fingerprints": {"cached": len(table.module_ids), "new": sync.new,
                          "requests": sync.requests, "received_bytes": sync.received_bytes,
                          "cache_bytes": table.nbytes},

@@ -6,8 +6,10 @@
 1. checks every argument (strategy, merge, head, kNN layer, kind, backbone, device, that the
    strategy has the modules and the base it needs) before any data is read;
 2. loads the dataset, adds candidates from elsewhere (the CLI's hub fetch) once the task name
-   is known, and keeps the candidates the leakage rule allows (:mod:`moma.amc.leakage`);
-3. featurizes (cached), composes, fine-tunes and writes the report, module and figures
+   is known, featurizes (cached), adds candidates chosen from the training split (the CLI's
+   hub pre-selection, computed locally), and keeps the candidates the leakage rule allows
+   (:mod:`moma.amc.leakage`);
+3. composes, fine-tunes and writes the report, module and figures
    (:func:`moma.amc.pipeline.run_compose`).
 """
 
@@ -17,9 +19,12 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from moma.amc.compose import ComposeOptions
-from moma.amc.pipeline import ComposeResult, run_compose
+from moma.amc.pipeline import ComposeResult, run_compose, subsample_train
 from moma.amc.registry import Strategy
 from moma.amc.screening import (
     OVERLAP_POLICIES,
@@ -29,6 +34,7 @@ from moma.amc.screening import (
     screen_overlap,
 )
 from moma.arguments import check_compose_arguments
+from moma.backbones.base import Graph
 from moma.backbones.registry import get_backbone
 from moma.data.prepared import prepare
 from moma.data.readers import load_dataset
@@ -105,8 +111,13 @@ class ComposeHooks:
     on_dataset: Callable[[Dataset], None] | None = None
     more_candidates: Callable[[str], Sequence[Path]] | None = None
     """Given the task name, further candidate folders (the CLI's hub fetch)."""
+    after_prepare: Callable[[str, Sequence[Graph], np.ndarray],
+                            tuple[Sequence[Path], dict[str, Any]]] | None = None
+    """Given the task name and the training split compose will use (graphs and labels, after
+    ``train_size``), further candidate folders and a report section stored under
+    ``preselect`` (the CLI's hub pre-selection; it must keep the data on this machine)."""
     more_base_dirs: Sequence[Path] = ()
-    """Where ``more_candidates`` keeps modules (searched for adapter bases)."""
+    """Where ``more_candidates`` / ``after_prepare`` keep modules (searched for adapter bases)."""
     on_featurize: Callable[[int, int], None] | None = None
     on_module: Callable[[int, int], None] | None = None
     on_epoch: Callable[[int, EpochStats, bool], None] | None = None
@@ -133,7 +144,8 @@ def validate(request: ComposeRequest, *, more_candidates: bool = False) -> Strat
 def run(request: ComposeRequest, hooks: ComposeHooks | None = None) -> ComposeResult:
     """Check, load, compose and write ``request.out``; see the module docstring."""
     hooks = hooks or ComposeHooks()
-    strategy = validate(request, more_candidates=hooks.more_candidates is not None)
+    fetches = hooks.more_candidates is not None or hooks.after_prepare is not None
+    strategy = validate(request, more_candidates=fetches)
     base_module = request.base_module
     if isinstance(base_module, str | Path):
         base_module = load_module(Path(base_module))
@@ -152,25 +164,30 @@ def run(request: ComposeRequest, hooks: ComposeHooks | None = None) -> ComposeRe
     if strategy.needs_modules:
         if hooks.more_candidates is not None:
             folders += list(hooks.more_candidates(dataset.name))
-        if not folders and not given:
+        if not folders and not given and hooks.after_prepare is None:
             raise MomaError("compose needs candidate modules: pass --modules DIR and/or "
                             "--hub ADDR")
-    base_dirs = (*folders, *request.base_dirs,
-                 *(hooks.more_base_dirs if hooks.more_candidates else ()))
+    prepared = prepare(dataset, net, request.split, seed=request.seed,
+                       skip_invalid=request.skip_invalid, on_progress=hooks.on_featurize)
+    extra: dict[str, Any] = {}
+    if strategy.needs_modules and hooks.after_prepare is not None:
+        train_idx = subsample_train(prepared.split["train"], request.train_size, request.seed)
+        more, extra["preselect"] = hooks.after_prepare(
+            dataset.name, [prepared.graphs[i] for i in train_idx],
+            prepared.dataset.targets[train_idx])
+        folders += list(more)
+    base_dirs = (*folders, *request.base_dirs, *(hooks.more_base_dirs if fetches else ()))
     if strategy.needs_modules:
         screening = screen_candidates(folders, backbone=request.backbone, kind=request.kind,
                                       exclude_task=dataset.name,
                                       exclude_tasks=request.exclude_tasks,
                                       base_dirs=base_dirs, given=given)
-    prepared = prepare(dataset, net, request.split, seed=request.seed,
-                       skip_invalid=request.skip_invalid, on_progress=hooks.on_featurize)
-    if strategy.needs_modules:
         # local only: the owner's held-out structures against published fingerprints
         screen_overlap(screening, owner_keys(prepared.dataset, prepared.split), request.overlap)
     return run_compose(prepared, net, screening.modules, request.options(base_dirs, base_module),
                        Path(request.out), seed=request.seed, train_size=request.train_size,
                        on_module=hooks.on_module, on_epoch=hooks.on_epoch,
-                       screening=screening.report_json())
+                       screening={**screening.report_json(), **extra})
 
 
 def compose(data: str | Path | Dataset, candidates: Sequence[Path | str | LoadedModule] = (),

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from moma_client.preselect.ranking import fit_scores, probe_weights, rank_modules
+from moma_client.preselect.ranking import (
+    RANKERS,
+    embedding_scores,
+    fit_scores,
+    probe_weights,
+    rank_modules,
+)
 
 
 def _world(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -80,3 +86,63 @@ def test_fit_scores_match_squared_correlation() -> None:
     r2 = fit_scores(yhat, y)
     assert np.isclose(r2[0], np.corrcoef(yhat[:, 0], y)[0, 1] ** 2)
     assert r2[2] == 0.0
+
+
+def _geometry_world() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                               list[str]]:
+    """The related modules of ``_world`` plus 'headless' ones: noise predictions, but an
+    embedding that lays the probes out along the target (what AMC reads)."""
+    owner, probes, predictions, y, roles = _world(3)
+    rng = np.random.default_rng(4)
+    latent = np.linalg.lstsq(owner, y, rcond=None)[0]  # the target direction in owner space
+    along = probes @ latent
+    embedding = rng.normal(size=(len(roles) + 8, 192, 4))
+    for j in range(len(roles), len(roles) + 8):
+        embedding[j, :, 0] = along * (1 + 0.1 * j)
+    headless = rng.normal(size=(8, 192)).astype(np.float32)
+    return (owner, probes, np.vstack([predictions, headless]), embedding.astype(np.float16),
+            y, [*roles, *["headless"] * 8])
+
+
+def test_every_ranker_orders_every_module_once() -> None:
+    owner, probes, predictions, y, roles = _world(5)
+    a = probe_weights(owner, probes)
+    embedding = np.random.default_rng(1).normal(size=(len(roles), 192, 4)).astype(np.float16)
+    predictions[7, 0] = np.inf
+    for name, order in RANKERS.items():
+        ranked = order(a, predictions, embedding, y)
+        assert sorted(ranked.tolist()) == list(range(len(roles))), name
+        assert roles[ranked[0]] == "related", name
+
+
+def test_approx_amc_finds_modules_whose_geometry_fits_though_their_head_does_not() -> None:
+    owner, probes, predictions, embedding, y, roles = _geometry_world()
+    a = probe_weights(owner, probes)
+    by_r2 = RANKERS["r2"](a, predictions, embedding, y)
+    by_amc = RANKERS["approx-amc"](a, predictions, embedding, y)
+    headless = {i for i, r in enumerate(roles) if r == "headless"}
+    assert not headless & set(by_r2[:10].tolist())  # invisible to the prediction score
+    top = [roles[i] for i in by_amc[:18]]
+    assert top.count("headless") >= 4 and top.count("related") >= 6, top
+    # the QP on approximate proxies may weigh a few others (a noise column carried through
+    # the reference encoder's neighbourhoods is smooth), but useful modules dominate
+    assert top.count("noise") + top.count("unrelated") <= 6, top
+
+
+def test_embedding_scores_are_blocked_exactly_and_fit_a_linear_layout() -> None:
+    owner, probes, _p, embedding, y, _roles = _geometry_world()
+    a = probe_weights(owner, probes)
+    whole = embedding_scores(a, embedding, y, block=10_000)
+    assert np.allclose(embedding_scores(a, embedding, y, block=7), whole)
+    assert whole[-8:].min() > 0.5 > whole[:-8].max()
+
+
+def test_diverse_defers_near_duplicates() -> None:
+    owner, probes, predictions, y, _roles = _world(6)
+    a = probe_weights(owner, probes)
+    twins = np.vstack([predictions, predictions[:10] * 1.0001 + 1e-4])  # 10 near-copies
+    order = RANKERS["diverse"](a, twins, np.zeros((len(twins), 192, 0)), y)
+    n = len(predictions)
+    top = {int(j) % n if j >= n else int(j) for j in order[:10]}
+    assert len(top) == 10  # never a module and its copy before every distinct one is in
+    assert sorted(order.tolist()) == list(range(len(twins)))
