@@ -15,12 +15,9 @@ from moma.safe_text import for_markup
 from moma_client.cli import options as o
 from moma_client.cli.common import err, out, print_json, progress
 from moma_client.cli.hub_options import (
-    Ca,
-    ClientCert,
-    ClientKey,
-    HubKey,
-    Insecure,
     hub_candidate_folders,
+    take_connection,
+    with_connection_options,
 )
 from moma_client.cli.plain_progress import PlainProgress
 from moma_client.cli.preselect_options import Preselect, hub_preselected_folders, parse_preselect
@@ -32,16 +29,12 @@ if TYPE_CHECKING:
     from moma.training.loop import EpochStats
 
 
+@with_connection_options
 def compose(
     data: o.Data,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.json, the composed module and figures.")],
     modules: Annotated[list[Path], typer.Option(help="Folder(s) of candidate modules.")] = [],  # noqa: B006
     hub: Annotated[str | None, typer.Option("--hub", help="Also take candidates from this hub: approved, verified, cached in $MOMA_CACHE/modules (only listings, cards and downloads are requested).")] = None,
-    hub_key: HubKey = None,
-    ca: Ca = None,
-    client_cert: ClientCert = None,
-    client_key: ClientKey = None,
-    insecure: Insecure = False,
     preselect: Preselect = str(DEFAULT_TOP_K),
     task: o.Task = None,
     target: o.Target = None,
@@ -73,8 +66,10 @@ def compose(
     unit: o.Unit = None,
     prop: o.Property = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    **connection_options: Any,
 ) -> None:
     """Compose modules for a dataset: AMC weights, merge, fine-tune, report (all local)."""
+    connection = take_connection(connection_options)
     check_compose_arguments(strategy=strategy, merge=merge, kind=kind, head=head,
                             knn_layer=knn_layer, backbone=backbone, device=device,
                             train_size=train_size, has_candidates=bool(modules) or bool(hub),
@@ -101,11 +96,11 @@ def compose(
         on_dataset=bars.dataset, on_notice=err.print,
         more_candidates=(None if hub is None or top_k is not None else
                          lambda name: hub_candidate_folders(
-                             hub, hub_key, ca, client_cert, client_key, insecure,
+                             hub, connection,
                              backbone=backbone, kind=kind, exclude_task=name)),
         after_prepare=(None if hub is None or top_k is None else
                        lambda name, graphs, y: hub_preselected_folders(
-                           hub, hub_key, ca, client_cert, client_key, insecure,
+                           hub, connection,
                            backbone=get_backbone(backbone), kind=kind, exclude_task=name,
                            graphs=graphs, targets=y, top_k=top_k)),
         more_base_dirs=(default_cache(),) if hub else (),

@@ -14,19 +14,17 @@ from moma.errors import MomaError
 from moma_client.cli import train as train_cli
 from moma_client.cli.common import err, print_json, step
 from moma_client.cli.hub_options import (
-    Ca,
-    ClientCert,
-    ClientKey,
     HubAddr,
-    HubKey,
-    Insecure,
     connect,
     line,
+    take_connection,
     warn,
+    with_connection_options,
 )
 from moma_client.cli.options import TRAINING, with_options_of
 
 
+@with_connection_options
 @with_options_of(train_cli.train, TRAINING)
 def contribute(
     hub: HubAddr,
@@ -34,16 +32,12 @@ def contribute(
     module: Annotated[Path | None, typer.Option("--module", help="Contribute this module folder (module.safetensors + card.json).")] = None,
     data: Annotated[str | None, typer.Option("--data", help="Or train a module on this dataset first, with the options of moma-client train (same forms as train --data).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="With --data: folder for the trained module.")] = None,
-    hub_key: HubKey = None,
-    ca: Ca = None,
-    client_cert: ClientCert = None,
-    client_key: ClientKey = None,
-    insecure: Insecure = False,
     chunk_size: Annotated[int | None, typer.Option(min=1024, hidden=True, help="Largest chunk sent (default 1 MiB; the hub may ask for less).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the hub's listing entry as JSON.")] = False,
     **training: Any,
 ) -> None:
     """Sign a module's manifest for the hub and upload it; it waits there as pending."""
+    connection = take_connection(training)
     if (module is None) == (data is None):
         raise MomaError("contribute needs exactly one of --module DIR (an existing module) or "
                         "--data DATASET (train one first, with the options of moma-client train)")
@@ -62,7 +56,7 @@ def contribute(
             train_cli.train(data=data, out_dir=out_dir, json_output=False, **training)
         module = out_dir
     assert module is not None
-    with connect(hub, hub_key, ca, client_cert, client_key, insecure) as client, \
+    with connect(hub, connection) as client, \
             step(f"upload to {client.hub_id}", 1) as update:
         done = upload_module(client, private, module, chunk_size=chunk_size or DEFAULT_CHUNK,
                              on_bytes=update, warn=warn)

@@ -18,7 +18,7 @@ from moma.atomic_io import write_bytes
 from moma.errors import MomaError
 from moma.safe_text import for_markup
 from moma_client.cli.common import err, print_json, step
-from moma_client.cli.hub_options import Ca, ClientCert, ClientKey, HubKey, Insecure, connect, line
+from moma_client.cli.hub_options import connect, line, take_connection, with_connection_options
 from moma_client.cli.modules import list_local, show_local
 
 if TYPE_CHECKING:
@@ -27,11 +27,7 @@ if TYPE_CHECKING:
 OptionalHub = Annotated[str | None, typer.Option("--hub", help="Read this hub (host:port) instead of a local folder.")]
 
 
-def _client(hub: str, hub_key: str | None, ca: Path | None, client_cert: Path | None,
-            client_key: Path | None, insecure: bool) -> HubClient:
-    return connect(hub, hub_key, ca, client_cert, client_key, insecure)
-
-
+@with_connection_options
 def list_command(
     folder: Annotated[Path | None, typer.Argument(help="Folder with module folders (local listing).")] = None,
     hub: OptionalHub = None,
@@ -40,9 +36,8 @@ def list_command(
     kind: Annotated[str, typer.Option(help="Hub: only full or adapter modules.")] = "",
     task: Annotated[str, typer.Option(help="Hub: only modules of this task.")] = "",
     state: Annotated[list[str], typer.Option(help="Hub: states to list (repeatable; default approved).")] = [],  # noqa: B006
-    hub_key: HubKey = None, ca: Ca = None, client_cert: ClientCert = None,
-    client_key: ClientKey = None, insecure: Insecure = False,
     json_output: Annotated[bool, typer.Option("--json")] = False,
+    **connection: Any,
 ) -> None:
     """List the modules below FOLDER, or the modules of a hub (--hub)."""
     from moma_client.hub.client import state_name, summary_dict
@@ -52,7 +47,7 @@ def list_command(
         return
     if hub is None:
         raise MomaError("modules list needs a FOLDER or --hub ADDR")
-    with _client(hub, hub_key, ca, client_cert, client_key, insecure) as client:
+    with connect(hub, take_connection(connection)) as client:
         rows = list(client.list_modules(backbone=backbone, base_sha256=base, kind=kind,
                                         task=task, states=tuple(state) or ("approved",)))
         cards = {r.module_id: _card_facts(client, r.module_id)
@@ -74,12 +69,12 @@ def list_command(
     err.print(f"{len(rows)} modules on hub {for_markup(client.hub_id)}")
 
 
+@with_connection_options
 def show_command(
     module: Annotated[str, typer.Argument(help="Module folder, or with --hub a module id (sha256).")],
     hub: OptionalHub = None,
-    hub_key: HubKey = None, ca: Ca = None, client_cert: ClientCert = None,
-    client_key: ClientKey = None, insecure: Insecure = False,
     json_output: Annotated[bool, typer.Option("--json")] = False,
+    **connection: Any,
 ) -> None:
     """Show a module's card (local folder, or a hub module with its verified signatures)."""
     from moma.proto.hub.v1 import hub_pb2
@@ -90,7 +85,7 @@ def show_command(
     if hub is None:
         show_local(Path(module), json_output)
         return
-    with _client(hub, hub_key, ca, client_cert, client_key, insecure) as client:
+    with connect(hub, take_connection(connection)) as client:
         module, resolved = resolve_module_id(client, module, tuple(STATE_NAMES))
         if resolved:
             err.print(for_markup(resolved), soft_wrap=True)
@@ -123,13 +118,13 @@ def show_command(
         line(f"{key}: {value}")
 
 
+@with_connection_options
 def pull_command(
     module_ids: Annotated[list[str], typer.Argument(help="Module ids (sha256, or a unique prefix of 6+ hex digits) to download.")],
     hub: Annotated[str, typer.Option("--hub", envvar="MOMA_HUB", help="Hub address host:port.")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="Also copy each pulled module into OUT/<module name>/ (module.safetensors + card.json).")] = None,
-    hub_key: HubKey = None, ca: Ca = None, client_cert: ClientCert = None,
-    client_key: ClientKey = None, insecure: Insecure = False,
     json_output: Annotated[bool, typer.Option("--json")] = False,
+    **connection: Any,
 ) -> None:
     """Download approved modules into the local cache, verified (cached ones move no bytes)."""
     from moma_client.hub.cache import ModuleCache
@@ -137,7 +132,7 @@ def pull_command(
 
     cache = ModuleCache()
     results: list[dict[str, Any]] = []
-    with _client(hub, hub_key, ca, client_cert, client_key, insecure) as client:
+    with connect(hub, take_connection(connection)) as client:
         for given in module_ids:
             module_id, resolved = resolve_module_id(client, given)
             if resolved:

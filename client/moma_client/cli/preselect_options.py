@@ -17,7 +17,7 @@ import typer
 from moma.errors import MomaError
 from moma.safe_text import clean
 from moma_client.cli.common import err
-from moma_client.cli.hub_options import connect
+from moma_client.cli.hub_options import Connection, connect
 from moma_client.preselect import DEFAULT_TOP_K
 
 if TYPE_CHECKING:
@@ -42,9 +42,7 @@ def parse_preselect(value: str) -> int | None:
     return k
 
 
-def hub_preselected_folders(hub: str, hub_key: str | None, ca: Path | None,
-                            client_cert: Path | None, client_key: Path | None,
-                            insecure: bool, *, backbone: Backbone, kind: str,
+def hub_preselected_folders(hub: str, connection: Connection, *, backbone: Backbone, kind: str,
                             exclude_task: str | None, graphs: Sequence[Graph],
                             targets: np.ndarray, top_k: int
                             ) -> tuple[list[Path], dict[str, Any]]:
@@ -53,7 +51,7 @@ def hub_preselected_folders(hub: str, hub_key: str | None, ca: Path | None,
     from moma_client.hub.fingerprints import FingerprintCache
     from moma_client.preselect.run import preselect
 
-    with connect(hub, hub_key, ca, client_cert, client_key, insecure) as client:
+    with connect(hub, connection) as client:
         result = preselect(client, ModuleCache(), FingerprintCache(), backbone, kind=kind,
                            graphs=graphs, targets=targets, top_k=top_k,
                            exclude_task=exclude_task)
