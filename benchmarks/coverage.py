@@ -27,6 +27,7 @@ intervals is measured on the kept model's own test errors and does not depend on
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from moma.api.compose import ComposeRequest, paper_fine_tune, run
 from moma.atomic_io import write_bytes, write_json
 from moma.paths import downstream_task_path
 from moma.uncertainty.conformal import coverage_window_probability, expected_coverage
+from moma.uncertainty.holdout import validation_roles
 
 RESULTS = Path(__file__).resolve().parent / "results" / "coverage"
 BEFORE = RESULTS / "reused-validation"
@@ -140,8 +142,78 @@ def table(split: str) -> str:
     lines += ["", f"Coverage within {GOAL[0]:.0%}-{GOAL[1]:.0%} on {inside} of {len(rows)} "
               f"tasks run ({len(DOWNSTREAM)} in all)."
               + (f" Not yet run with this method: {', '.join(missing)}." if missing else "")]
+    lines += goal_odds(split, rows)
     lines += before_after(split)
+    lines += ["", GUARANTEE]
     return "\n".join(lines) + "\n"
+
+
+def split_sizes(task: str, split: str) -> tuple[int, int]:
+    """(validation, test) sizes of a task's published split, read from the shared file."""
+    with gzip.open(downstream_task_path(task), "rt") as handle:
+        parts = json.load(handle)["splits"][split]
+    return len(parts["val"]), len(parts["test"])
+
+
+def goal_odds(split: str, rows: list[dict[str, Any]]) -> list[str]:
+    """How often a perfectly calibrated interval would meet the goal on these split sizes:
+    the yardstick for the measured count (it needs only the sizes, no result)."""
+    sizes = {r["task"]: (r["n_calibration"], r["n_test"]) for r in rows}
+    for task in DOWNSTREAM:
+        if task not in sizes:
+            n_val, n_test = split_sizes(task, split)
+            sizes[task] = (len(validation_roles(n_val).calibration), n_test)
+    probs = [coverage_window_probability(*sizes[task], *GOAL) for task in DOWNSTREAM]
+    at_least = [1.0]  # Poisson-binomial: P(exactly j tasks inside), j = 0..
+    for prob in probs:
+        at_least = [a * (1 - prob) + (at_least[j - 1] * prob if j else 0.0)
+                     for j, a in enumerate([*at_least, 0.0])]
+    need = len(DOWNSTREAM) - 1
+    return ["", f"Yardstick: with these split sizes, a perfectly calibrated 90 % interval "
+            f"lands inside {GOAL[0]:.0%}-{GOAL[1]:.0%} on {sum(probs):.1f} of "
+            f"{len(DOWNSTREAM)} tasks on average, and on at least {need} with probability "
+            f"{sum(at_least[need:]):.2f}: the goal is stricter than the sampling noise of "
+            "test splits this small allows."]
+
+
+GUARANTEE = """## What the 90 % interval guarantees, and what it does not
+
+- **Method.** Split conformal prediction with the absolute residual. The validation split is
+  divided once by a seeded permutation (`moma.uncertainty.holdout`): one half chooses the
+  early-stopping epoch and the guard's start, the other half (n cal structures) is predicted
+  by the finished model and nothing else. The half-width is the k-th smallest of those n cal
+  absolute errors, k = ceil((n cal + 1) x 0.9); the interval is prediction +- half-width.
+- **Guarantee.** For a new structure exchangeable with the calibration structures (drawn the
+  way the random split drew them), the probability that its true value lies inside is at least
+  90 %, and exactly k/(n cal + 1) when errors do not tie (the "expected" column: 90 % for 9
+  calibration structures, 90.7 % for 128). No assumption on the model or the error
+  distribution. It is a *marginal* statement: averaged over the draw of the calibration
+  structures and of the new structure.
+- **Finite-sample limits.** For one given calibration set the coverage is itself random,
+  Beta(k, n cal + 1 - k) distributed: with 9 calibration structures (the 18-structure
+  validation splits of the JARVIS dielectric and TBmBJ gap tasks) the interval is the largest
+  of 9 errors, its coverage for that model varies by about 9 points (one standard deviation)
+  around 90 %, and a test split of 18 structures can only show 16/18 = 88.9 %, 17/18 = 94.4 %
+  or 18/18 = 100 % near the target; with 40-130 calibration structures the spread is 2.5-4.5
+  points. The P(goal) column and the yardstick above turn this into the chance of meeting the
+  85-95 % goal with a correct interval.
+- **Not per structure.** The width is the same for every structure: it says how large the
+  model's errors typically are, not how large this one's is. Structures outside the
+  applicability domain (the domain columns) are not exchangeable with the calibration set;
+  their errors were larger where we measured, so their intervals are likely too narrow.
+- **Not for other data.** Another distribution (another database, another functional, a
+  split that is not random) breaks exchangeability and with it the guarantee.
+- **Why the validation split is divided.** Calibrating on the validation structures that also
+  picked the epoch and the guard's start breaks exchangeability: the model was kept because
+  it did well on exactly those structures, so their errors understate a new structure's. In a
+  simulation of that selection (`tests/shared/uncertainty/test_holdout.py`: best of 30
+  similar models on 80 validation points) intervals fitted on the reused residuals covered
+  86.6 % on average against 90.9 % for a held-out half. The earlier results (table "Before")
+  under-covered on both larger tasks in the same way. The method was chosen on this argument
+  and the simulation, not on test coverage; each task's test split was then measured once.
+- **Cost.** Early stopping and the guard see half as many validation structures, so their
+  choices are noisier; the test MAE before and now is in the table above.
+"""
 
 
 def before_after(split: str) -> list[str]:
