@@ -120,12 +120,17 @@ def test_guard_keeps_the_lower_validation_mae_and_predict_shows_uncertainty(
     lower = min(guard["composed_val_mae"], guard["baseline_val_mae"])
     assert guard["kept"] == ("baseline" if guard["baseline_val_mae"] < guard["composed_val_mae"]
                              else "composed")
-    assert report["metrics"]["val_mae"] == pytest.approx(lower)
+    # the guard chose on the selection half of the validation split
+    assert report["metrics"]["val_mae_selection"] == pytest.approx(lower)
     assert f"guard: kept {guard['baseline'] if guard['kept'] == 'baseline' else ''}" \
         in guard["sentence"]
     unc = report["uncertainty"]
     assert unc["conformal"]["coverage"] == 0.9
-    assert unc["conformal"]["n_calibration"] == report["n_val"]
+    # the interval is calibrated on the other half, which no choice saw
+    roles = unc["validation_roles"]
+    assert unc["conformal"]["n_calibration"] == roles["n_calibration"] == report["n_val"] // 2
+    assert roles["n_selection"] + roles["n_calibration"] == report["n_val"]
+    assert unc["conformal"]["held_out"] and roles["held_out"]
     assert 0.0 <= unc["test_coverage"] <= 1.0
     assert report["metrics"]["test_coverage"] == unc["test_coverage"]
     curve = json.loads((out / "module" / "learning_curve.json").read_text())

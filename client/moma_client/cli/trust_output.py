@@ -95,6 +95,9 @@ def interval_sentence(conformal: dict[str, Any], coverage: float | None, unit: s
     """``90 % intervals: prediction ± w UNIT (from n validation residuals, c% of test inside)``."""
     measured = f", {coverage:.0%} of test structures inside" if coverage is not None else ""
     unit_s = f" {for_markup(unit)}" if unit else ""
+    # held_out: calibrated on validation structures that chose nothing (absent in old cards)
+    held_out = conformal.get("held_out")
+    which = "" if held_out is None else (" held-out" if held_out else " reused")
     return (f"{conformal['coverage']:.0%} intervals: prediction ± {conformal['half_width']:.4g}"
-            f"{unit_s} (split conformal, from {conformal['n_calibration']} validation "
+            f"{unit_s} (split conformal, from {conformal['n_calibration']}{which} validation "
             f"residuals{measured})")

@@ -6,7 +6,8 @@ The strategies (``amc``, ``select-average``, ``all-average``, ``random``, ``back
 and holds what they share: building a model from module states and fine-tuning its parts.
 
 A fresh head is attached and the composed model fine-tuned on the training split with early
-stopping on the validation split; the test split is used once, for the report.
+stopping on the selection half of the validation split (the other half calibrates the
+intervals, :mod:`moma.uncertainty.holdout`); the test split is used once, for the report.
 """
 
 from __future__ import annotations

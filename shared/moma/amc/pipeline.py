@@ -48,6 +48,7 @@ from moma.uncertainty.calibration import Calibration
 from moma.uncertainty.conformal import empirical_coverage
 from moma.uncertainty.fit import calibrate_model, ranged
 from moma.uncertainty.floor import floor_report
+from moma.uncertainty.holdout import take, validation_roles
 from moma.uncertainty.ranges import PhysicalRange, apply_range, range_for
 
 if TYPE_CHECKING:
@@ -135,6 +136,10 @@ def run_compose(
     train_y = targets[train_idx]
     val_g, val_y = data.part("val")
     test_g, test_y = data.part("test")
+    # choices (early stopping, the guard) see the selection part only: the calibration part
+    # stays exchangeable with new structures for the conformal interval
+    roles = validation_roles(len(val_g), seed)
+    sel_g, sel_y = take(val_g, roles.selection), take(val_y, roles.selection)
     norm = normalizer_for(train_y)
     ds = data.dataset
     physical_range = options.physical_range or range_for(ds.name, ds.target)
@@ -159,7 +164,7 @@ def run_compose(
     config = options.train
     in_units = _target_units(on_epoch, norm.std)
     train_std = (train_g, norm.normalize(train_y))
-    val_std = (val_g, norm.normalize(val_y))
+    val_std = (sel_g, norm.normalize(sel_y))
     parts = fine_tune(backbone, starts, train_std, val_std, config, in_units)
     clock["fine_tune_s"] = time.perf_counter() - tick
     composed_label = _composed_label(options, chosen.merge)
@@ -178,10 +183,10 @@ def run_compose(
                                     else None)
             clock["guard_s"] = time.perf_counter() - tick
             curves.append((f"guard: {baseline.label}", guard_parts[0].history))
-            decision = decide(composed_label, _val_mae(backbone, parts, norm, val_g, val_y,
+            decision = decide(composed_label, _val_mae(backbone, parts, norm, sel_g, sel_y,
                                                        physical_range, options),
-                              baseline.label, _val_mae(backbone, guard_parts, norm, val_g,
-                                                       val_y, physical_range, options))
+                              baseline.label, _val_mae(backbone, guard_parts, norm, sel_g,
+                                                       sel_y, physical_range, options))
             guard_json = decision.to_json(ds.unit)
             if decision.kept == "baseline":
                 parts = guard_parts
@@ -195,7 +200,8 @@ def run_compose(
                                   train_graphs=train_g, val_graphs=val_g, val_y=val_y,
                                   folder=out / "module", coverage=options.coverage,
                                   physical_range=physical_range,
-                                  range_policy=options.range_policy, device=config.device)
+                                  range_policy=options.range_policy, roles=roles,
+                                  device=config.device)
     val_raw = norm.denormalize(predict_parts(backbone, parts, val_g, config.device))
     val_pred = ranged(val_raw, calibration)
     # the test split, read once, for the kept model only
@@ -205,6 +211,7 @@ def run_compose(
     require_finite_predictions(range(len(test_pred)), test_pred, "the composed model (test)")
     metrics = {
         "val_mae": float(np.mean(np.abs(val_pred - val_y))),
+        "val_mae_selection": float(np.mean(np.abs(take(val_pred, roles.selection) - sel_y))),
         "test_mae": float(np.mean(np.abs(test_pred - test_y))),
         **baseline_maes(train_y, test_y),
     }
@@ -213,6 +220,7 @@ def run_compose(
     metrics["val_mae_train_mean"] = floors["val"]["train_mean"]
     metrics["val_mae_train_median"] = floors["val"]["train_median"]
     uncertainty = _uncertainty_json(calibration, test_y, test_pred, test_raw, physical_range)
+    uncertainty["validation_roles"] = roles.to_json()
     if calibration.domain is not None and len(test_y):
         lead = max(parts, key=lambda p: p.weight).model
         scores = calibration.domain.score(embed_graphs(backbone, lead, test_g,

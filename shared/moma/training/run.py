@@ -28,6 +28,7 @@ from moma.training.modeling import initial_model, module_state
 from moma.uncertainty.conformal import DEFAULT_COVERAGE, empirical_coverage
 from moma.uncertainty.fit import calibrate_model, ranged
 from moma.uncertainty.floor import floor_maes
+from moma.uncertainty.holdout import take, validation_roles
 from moma.uncertainty.ranges import PhysicalRange, range_for
 
 
@@ -65,9 +66,10 @@ def train_module(
 ) -> TrainOutcome:
     """Train a full or adapter module on ``data``'s split and save it to ``out``.
 
-    ``on_epoch`` receives the validation MAE in target units. After training the module is
-    calibrated on the validation split (intervals, domain, range; ``trust``), its learning curve
-    written beside it, and, when asked, its training structures fingerprinted on the card.
+    ``on_epoch`` receives the validation MAE (of the selection half that early-stops) in target
+    units. After training the module is calibrated on the validation split (intervals on its
+    calibration half, domain, range; ``trust``), its learning curve written beside it, and,
+    when asked, its training structures fingerprinted on the card.
     """
     trust = trust or TrustOptions()
     train_g, train_y = data.part("train")
@@ -77,14 +79,18 @@ def train_module(
     start = initial_model(backbone, kind, init, config.seed)
     progress = (None if on_epoch is None else
                 lambda s, imp: on_epoch(replace(s, val_mae=s.val_mae * norm.std), imp))
-    result = fit(backbone, start.model, train_g, norm.normalize(train_y), val_g,
-                 norm.normalize(val_y), config, on_epoch=progress)
+    # early stopping sees the selection part; the calibration part is kept for the intervals
+    roles = validation_roles(len(val_g), config.seed)
+    result = fit(backbone, start.model, train_g, norm.normalize(train_y),
+                 take(val_g, roles.selection), norm.normalize(take(val_y, roles.selection)),
+                 config, on_epoch=progress)
     ds = data.dataset
     physical_range = trust.physical_range or range_for(ds.name, ds.target)
     calibration = calibrate_model(backbone, [start.model], [1.0], [norm], train_graphs=train_g,
                                   val_graphs=val_g, val_y=val_y, folder=out,
                                   coverage=trust.coverage, physical_range=physical_range,
-                                  range_policy=trust.range_policy, device=config.device)
+                                  range_policy=trust.range_policy, roles=roles,
+                                  device=config.device)
     val_pred = ranged(norm.denormalize(predict_standardized(backbone, start.model, val_g,
                                                             device=config.device)), calibration)
     metrics = {"val_mae": float(np.mean(np.abs(val_pred - val_y))),

@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike
 
 from moma.uncertainty.conformal import DEFAULT_COVERAGE, ConformalInterval, fit_conformal
 from moma.uncertainty.domain import DomainModel, fit_domain, load_domain, save_domain
+from moma.uncertainty.holdout import ValidationRoles, take
 from moma.uncertainty.ranges import PhysicalRange, RangeOutcome, apply_range
 from moma.uncertainty.spread import ensemble_spread
 
@@ -68,11 +69,17 @@ class Calibration:
 def calibrate(*, val_y: ArrayLike, val_pred: ArrayLike, train_embeddings: ArrayLike | None,
               val_embeddings: ArrayLike | None, folder: Path,
               coverage: float = DEFAULT_COVERAGE, physical_range: PhysicalRange | None = None,
-              range_policy: str = "clip") -> Calibration:
-    """Fit the interval on (range-treated) validation predictions and the domain on embeddings;
-    writes ``folder/domain.safetensors`` when embeddings are given."""
+              range_policy: str = "clip", roles: ValidationRoles | None = None) -> Calibration:
+    """Fit the interval on (range-treated) predictions of the calibration part of the
+    validation split (``roles``; all of it when None) and the domain on the embeddings of the
+    whole split; writes ``folder/domain.safetensors`` when embeddings are given."""
     treated = apply_range(val_pred, physical_range, range_policy).values
-    conformal = fit_conformal(val_y, treated, coverage)
+    y = np.asarray(val_y, dtype=np.float64)
+    if roles is None:
+        conformal = fit_conformal(y, treated, coverage)
+    else:
+        conformal = fit_conformal(take(y, roles.calibration), take(treated, roles.calibration),
+                                  coverage, held_out=roles.held_out)
     domain = entry = None
     if train_embeddings is not None and val_embeddings is not None:
         domain = fit_domain(train_embeddings, val_embeddings)

@@ -1,7 +1,8 @@
 """Calibrate a freshly trained or composed model: the one call ``train`` and ``compose`` make.
 
 It predicts the validation split with every part of the model (one part unless an ensemble),
-fits the conformal interval on the combined, range-treated predictions, and fits the
+fits the conformal interval on the combined, range-treated predictions of the validation
+structures no choice has seen (:mod:`moma.uncertainty.holdout`), and fits the
 applicability domain on the embeddings of the highest-weight part (the model whose features
 decide most of the prediction). Nothing here reads the test split.
 """
@@ -19,6 +20,7 @@ from moma.modules.card import TargetNormalizer
 from moma.training.loop import embed_graphs, predict_standardized
 from moma.uncertainty.calibration import Calibration, calibrate
 from moma.uncertainty.conformal import DEFAULT_COVERAGE
+from moma.uncertainty.holdout import ValidationRoles
 from moma.uncertainty.ranges import PhysicalRange, apply_range
 
 
@@ -40,8 +42,9 @@ def calibrate_model(backbone: Backbone, models: Sequence[BackboneModel],
                     train_graphs: Sequence[Any], val_graphs: Sequence[Any], val_y: np.ndarray,
                     folder: Path, coverage: float = DEFAULT_COVERAGE,
                     physical_range: PhysicalRange | None = None, range_policy: str = "clip",
-                    device: str = "cpu") -> Calibration:
-    """Fit intervals and domain for a model whose parts are ``models``; writes the domain file."""
+                    roles: ValidationRoles | None = None, device: str = "cpu") -> Calibration:
+    """Fit intervals (on ``roles.calibration``) and domain for a model whose parts are
+    ``models``; writes the domain file."""
     val_pred = combine(part_predictions(backbone, models, normalizers, val_graphs, device),
                        weights)
     lead = models[int(np.argmax(np.asarray(weights)))]
@@ -49,7 +52,7 @@ def calibrate_model(backbone: Backbone, models: Sequence[BackboneModel],
     val_emb = embed_graphs(backbone, lead, val_graphs, device=device)
     return calibrate(val_y=val_y, val_pred=val_pred, train_embeddings=train_emb,
                      val_embeddings=val_emb, folder=folder, coverage=coverage,
-                     physical_range=physical_range, range_policy=range_policy)
+                     physical_range=physical_range, range_policy=range_policy, roles=roles)
 
 
 def ranged(values: np.ndarray, calibration: Calibration) -> np.ndarray:

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from moma.errors import MomaError
-from moma.uncertainty.conformal import ConformalInterval, empirical_coverage, fit_conformal
+from moma.uncertainty.conformal import (
+    ConformalInterval,
+    conformal_rank,
+    coverage_window_probability,
+    empirical_coverage,
+    expected_coverage,
+    fit_conformal,
+)
 
 
 def test_half_width_is_the_conformal_rank_of_the_residuals() -> None:
@@ -42,3 +49,21 @@ def test_round_trip_and_bad_levels() -> None:
     with pytest.raises(MomaError):
         ConformalInterval.from_json({"coverage": 0.9, "half_width": -1, "n_calibration": 3,
                                      "guaranteed": True})
+
+
+def test_expected_coverage_is_rank_over_n_plus_one() -> None:
+    assert expected_coverage(9, 0.9) == 0.9  # the largest of 9 residuals
+    assert expected_coverage(18, 0.9) == 18 / 19  # the largest of 18: over-covers
+    assert expected_coverage(5, 0.9) == 5 / 6  # too few points: below the level
+
+
+def test_window_probability_matches_simulated_test_splits(rng: np.random.Generator) -> None:
+    n_cal, n_test, sims = 18, 18, 20000
+    residuals = rng.exponential(size=(sims, n_cal + n_test))
+    width = np.sort(residuals[:, :n_cal], axis=1)[:, conformal_rank(n_cal, 0.9) - 1]
+    covered = (residuals[:, n_cal:] <= width[:, None]).mean(axis=1)
+    simulated = np.mean((covered >= 0.85) & (covered <= 0.95))
+    exact = coverage_window_probability(n_cal, n_test, 0.85, 0.95)
+    assert abs(simulated - exact) < 0.015
+    assert abs(np.mean(covered == 1.0) - 0.5) < 0.015  # all 18 covered: half the time
+    assert coverage_window_probability(128, 256, 0.85, 0.95) > 0.85
