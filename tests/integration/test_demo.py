@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -41,8 +43,9 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert (guard["sentence"] if guard["ran"] else f"guard: not run ({guard['why_not']})") in flat
     if guard["ran"]:
         # the guard chose on the selection half of the validation split
-        assert metrics["val_mae_selection"] == min(guard["composed_val_mae"],
-                                                   guard["baseline_val_mae"])
+        # (recomputed after the best epoch is restored: equal up to float32 summation order)
+        assert metrics["val_mae_selection"] == pytest.approx(
+            min(guard["composed_val_mae"], guard["baseline_val_mae"]), rel=1e-6)
     # the hub's audit log holds every submission and approval
     audit = [line for line in said.splitlines() if "module.submit" in line]
     assert len(audit) == 3
