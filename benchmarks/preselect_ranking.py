@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import safetensors.torch
 import torch
 
 from moma.amc.knn import loo_knn_predict, proxy_mae
@@ -38,6 +37,7 @@ from moma.data.prepared import prepare
 from moma.data.readers import load_dataset
 from moma.graphs.cache import featurize
 from moma.modules.card import ModuleCard
+from moma.modules.safetensors_check import read_safetensors_bytes
 from moma.modules.store import load_module
 from moma.paths import cache_dir, downstream_task_path
 from moma.probes.fingerprint import compute_fingerprint
@@ -66,7 +66,7 @@ def _modules(out: Path, count: int, family: str
         role = "shuffled" if "shuffled" in str(card["name"]) else "real"
         found.append((str(card["module_id"]), state, card, role))
     for d in derived_modules(reals, max(0, count - len(found)), base_card["module_id"]):
-        state = safetensors.torch.load(d.data)
+        state = read_safetensors_bytes(d.data, source=d.module_id)
         found.append((d.module_id, state, d.card, d.role))
     return found
 
