@@ -16,12 +16,19 @@ Modules land in ``$MOMA_RUNS/hub/<family>/<source>/`` (``moma.paths.runs_dir``, 
 ``~/.cache/moma/runs``, outside the work tree); a module already there is kept (resumable). Each
 card's ``extra.recipe`` records how the module was built (family, profile, source, subsample,
 the command that rebuilds it) beside the training config in ``hyperparameters``.
+
+Small families are also kept in the repository (``benchmarks/families/<family>/<source>/``:
+the CHGNet adapter family is 0.4 MB a module, and costs hours of CPU to train on 2 cores), so a
+new machine does not train them again: ``build_family`` copies a committed module into
+``$MOMA_RUNS`` instead of training it when its recipe names the same family and profile, and
+``--export`` writes the built modules of a family there for committing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -38,6 +45,9 @@ from moma.training.loop import TrainConfig
 from moma.training.run import train_module
 
 RUNS = runs_dir()
+COMMITTED = Path(__file__).resolve().parent / "families"
+# what a committed module folder carries (the learning-curve PNG stays out of the repository)
+COMMITTED_FILES = ("card.json", "module.safetensors", "domain.safetensors", "learning_curve.json")
 DOWNSTREAM = [
     "expt_eform", "jarvis_2d_dielectric_opt", "jarvis_2d_dielectric_tbmbj", "jarvis_2d_eform",
     "jarvis_2d_exfoliation", "jarvis_2d_gap_tbmbj", "mp_elastic_anisotropy", "mp_eps_electronic",
@@ -75,6 +85,57 @@ def record_recipe(out: Path, recipe: dict[str, Any]) -> None:
     save_module(out, module.state, replace(module.card, extra=extra))
 
 
+def _recipe(folder: Path) -> dict[str, Any]:
+    card = json.loads((folder / "card.json").read_text())
+    recipe: dict[str, Any] = card.get("extra", {}).get("recipe", {})
+    return recipe
+
+
+def restore_committed(family: str, profile: str, name: str, out: Path) -> bool:
+    """Copy the committed module ``name`` of ``family`` to ``out`` if it was built the same way.
+
+    The copy is checked by loading it (safetensors header, card, shapes) before it is renamed
+    into place, so a damaged file in the repository is trained again instead of used.
+    """
+    source = COMMITTED / family / name
+    if not (source / "card.json").is_file():
+        return False
+    recipe = _recipe(source)
+    if recipe.get("family") != family or recipe.get("profile") != profile:
+        return False
+    staging = out.parent / f".{name}.restoring"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for file in COMMITTED_FILES:
+        if (source / file).is_file():
+            shutil.copyfile(source / file, staging / file)
+    try:
+        load_module(staging)
+    except Exception as error:  # any failure means: train it again
+        print(json.dumps({"family": family, "module": name, "committed_copy_rejected": str(error)}))
+        shutil.rmtree(staging, ignore_errors=True)
+        return False
+    staging.rename(out)
+    print(json.dumps({"family": family, "module": name, "restored_from": str(source)}), flush=True)
+    return True
+
+
+def export_family(family: str) -> Path:
+    """Copy the built modules of ``family`` from ``$MOMA_RUNS`` into the repository's folder."""
+    folder = RUNS / "hub" / family
+    target = COMMITTED / family
+    for module in sorted(p for p in folder.iterdir() if (p / "card.json").is_file()):
+        staging = target / f".{module.name}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for file in COMMITTED_FILES:
+            if (module / file).is_file():
+                shutil.copyfile(module / file, staging / file)
+        shutil.rmtree(target / module.name, ignore_errors=True)
+        staging.rename(target / module.name)
+    return target
+
+
 def build_family(family: str, profile: str, only: Sequence[str] = ()) -> Path:
     """Train the family's missing modules (``only``: just these sources) and return its folder."""
     backbone_name, kind = family.split("-")
@@ -92,7 +153,7 @@ def build_family(family: str, profile: str, only: Sequence[str] = ()) -> Path:
         if only and name not in only:
             continue
         out = folder / name
-        if (out / "card.json").is_file():
+        if (out / "card.json").is_file() or restore_committed(family, profile, name, out):
             continue
         tick = time.perf_counter()
         dataset = load_dataset(path, target=target)
@@ -129,8 +190,13 @@ def main() -> None:
                         choices=["cgcnn-full", "cgcnn-adapter", "chgnet-full", "chgnet-adapter"])
     parser.add_argument("--profile", choices=list(PROFILES), default="quick")
     parser.add_argument("--sources", default="", help="comma-separated sources (default: all)")
+    parser.add_argument("--export", action="store_true",
+                        help="copy the built modules into benchmarks/families/ (to commit them)")
     args = parser.parse_args()
     for family in args.family:
+        if args.export:
+            print(export_family(family))
+            continue
         build_family(family, args.profile, [s for s in args.sources.split(",") if s])
 
 
