@@ -52,6 +52,7 @@ SCALING_TASKS = ("jarvis_2d_gap_tbmbj", "jarvis_2d_eform", "jarvis_2d_dielectric
                  "jarvis_2d_exfoliation", "mp_poly_total")
 SCALING_RUNS = 12  # k = 1, 2, 4, 8 x 3 draws (k = all is the tuned seed0 run)
 HUB = Path.home() / ".cache" / "moma" / "runs" / "hub"
+COMMITTED = Path(__file__).resolve().parent / "families"  # restored, not trained (amc_hub.py)
 
 
 def run_cpu_s(strategy: str, task: str, train_size: int | None = None, epochs: int = 30
@@ -96,7 +97,8 @@ def blocks() -> list[tuple[str, str, float, int]]:
     def hub(kind: str) -> None:
         sources = [f"castelli_{t}" for t in ("e_form", "dir_gap", "ind_gap")] + list(SIZES)
         items = [module_cpu_s(kind, s) for s in sources
-                 if not (HUB / f"chgnet-{kind}" / s / "card.json").is_file()]
+                 if not any((root / f"chgnet-{kind}" / s / "card.json").is_file()
+                            for root in (HUB, COMMITTED))]
         out.append(("a", f"hub family chgnet-{kind}", sum(items), len(items)))
 
     def grid(lane: str, strategies: tuple[str, ...]) -> None:
