@@ -164,6 +164,8 @@ def transfer(target: Target, bare: BareClient, floor_method: str,
             "hub_session_mib_s": SESSION_BYTES / MIB / min(hub_s),
             "floor_mib_s": SESSION_BYTES / MIB / min(floor_s),
             "session_ratio_to_floor": min(floor_s) / min(hub_s),
+            # the same from the medians: how much the best-of-N above owes to one lucky run
+            "session_ratio_of_medians": statistics.median(floor_s) / statistics.median(hub_s),
             "contribute_bytes": valid_bytes, "contribute_modules": len(valid),
             "contribute_s": contribute_s, "contribute_phases_s": phases,
             "contribute_mib_s": valid_bytes / MIB / contribute_s,
