@@ -1,14 +1,11 @@
 """The hub's metadata in SQL: modules, keys, nonces, upload sessions and the audit log.
 
 One :class:`MetadataStore` per hub process; several processes (replicas) may share one
-PostgreSQL database. Every write goes through :meth:`write`, one transaction; on SQLite under one
-process-wide lock (SQLite has one writer at a time anyway, and a Python lock queues writers more
-cheaply than SQLite's busy-wait), on PostgreSQL without one: the writes of one replica run as
-concurrently as those of different replicas always did. Facts that must hold across replicas
-(and so across threads) are enforced by the database, never by process memory: nonces and
-module ids by primary/unique keys, an upload's offset by a compare-and-set
-(:meth:`advance_upload`), and the audit log, a hash chain whose appends read the previous
-entry's hash, by a transaction-scoped advisory lock on PostgreSQL (SQLite has one
+PostgreSQL database. Every write goes through :meth:`write`, one transaction under one
+process-wide lock. Facts that must hold across replicas are enforced by the database, never by
+process memory: nonces and module ids by primary/unique keys, an upload's offset by a
+compare-and-set (:meth:`advance_upload`), and the audit log, a hash chain whose appends read the
+previous entry's hash, by a transaction-scoped advisory lock on PostgreSQL (SQLite has one
 writer at a time anyway), so two replicas approving at once cannot fork it (the primary key on
 ``seq`` would refuse a fork regardless). A state change and its audit entry are committed in the
 same transaction, so the log can never miss a change nor record one that did not happen.
@@ -18,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -113,8 +110,7 @@ class MetadataStore:
                 "database name) is right, e.g. postgresql+psycopg://moma:PASSWORD@127.0.0.1:5432/"
                 "moma, or omit --db for the SQLite file in the store") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._write_lock: AbstractContextManager[Any] = (
-            threading.Lock() if self.engine.dialect.name == "sqlite" else nullcontext())
+        self._write_lock = threading.Lock()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -129,8 +125,7 @@ class MetadataStore:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """One transaction (serialized in this process on SQLite): committed on success,
-        rolled back on any exception."""
+        """One serialized transaction: committed on success, rolled back on any exception."""
         with self._write_lock, self._sessions() as session, session.begin():
             yield session
 
