@@ -2,7 +2,8 @@
 
 Run: ``nice -n 10 .venv/bin/python benchmarks/bench_hub_scale.py [--quick]``; results go to
 ``benchmarks/results/hub/scale.json`` (``scale-quick.json``), rewritten after every section, and
-a rerun with ``--resume`` skips the sections already there. ``--budget-min`` bounds the run:
+a rerun with ``--resume`` skips the sections already there (``--redo SECTION`` measures one
+again, e.g. ``--resume --redo transfer_single``). ``--budget-min`` bounds the run:
 the listing fill stops at the budget and reports how many modules it reached.
 
 Deployments, each real and on loopback, started by this script:
@@ -64,6 +65,7 @@ from hub_harness import (
 )
 
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
+from moma.trust.chunks import CRC32_BACKEND
 from moma_client.hub.connection import replica_target
 from tests.server import postgres
 from tests.server.cluster import Cluster
@@ -144,6 +146,7 @@ def transfer(target: Target, bare: BareClient, floor_method: str,
     _, card = factory.chgnet_full(1)
     lab = target.lab("lab-transfer")
     hub_s, floor_s = [], []
+    load_before = os.getloadavg()
     with target.channel() as chan:
         stub = hub_pb2_grpc.ModuleServiceStub(chan)
         for _ in range(repeats):  # alternately, so both see the same machine
@@ -156,10 +159,13 @@ def transfer(target: Target, bare: BareClient, floor_method: str,
         contribute_s = time.perf_counter() - t0
     valid_bytes = sum(len(d) for d, _ in valid)
     return {"session_bytes": SESSION_BYTES, "hub_session_s": hub_s, "floor_s": floor_s,
-            "floor": floor_method,
+            "floor": floor_method, "repeats": repeats, "crc32": CRC32_BACKEND,
+            "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
             "hub_session_mib_s": SESSION_BYTES / MIB / min(hub_s),
             "floor_mib_s": SESSION_BYTES / MIB / min(floor_s),
             "session_ratio_to_floor": min(floor_s) / min(hub_s),
+            # the same from the medians: how much the best-of-N above owes to one lucky run
+            "session_ratio_of_medians": statistics.median(floor_s) / statistics.median(hub_s),
             "contribute_bytes": valid_bytes, "contribute_modules": len(valid),
             "contribute_s": contribute_s, "contribute_phases_s": phases,
             "contribute_mib_s": valid_bytes / MIB / contribute_s,
@@ -365,6 +371,9 @@ def main() -> None:
     parser.add_argument("--budget-min", type=float, default=50.0,
                         help="the listing fill stops at this many minutes from the start")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--redo", action="append", default=[], metavar="SECTION",
+                        help="with --resume: measure this section again (e.g. transfer_single); "
+                             "repeatable")
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -372,6 +381,8 @@ def main() -> None:
     until = time.monotonic() + 60 * args.budget_min
     RESULTS.mkdir(parents=True, exist_ok=True)
     run = Run(RESULTS / f"scale{'-quick' if args.quick else ''}.json", args.resume, args)
+    for section in args.redo:
+        run.data.pop(section, None)
     factory = ModuleFactory()
     size = largest_valid_size()
     modules = [factory.chgnet_full(900 + i, size=size) for i in range(args.modules)]

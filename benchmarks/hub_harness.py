@@ -35,7 +35,7 @@ import numpy as np
 import safetensors.numpy
 
 from moma.proto.hub.v1 import hub_pb2, hub_pb2_grpc
-from moma.trust.chunks import chunk_intact, make_chunk
+from moma.trust.chunks import chunk_intact, upload_request
 from moma.trust.countersignature import Countersignature, verify_countersignature
 from moma.trust.keys import (
     public_key_from_raw,
@@ -87,10 +87,8 @@ def signed_manifest(lab: Lab, data: bytes, card: dict[str, Any], hub_id: str
 
 def upload_requests(upload_id: str, data: bytes, size: int = CHUNK
                     ) -> Iterator[hub_pb2.UploadRequest]:
-    view = memoryview(data)
     for offset in range(0, len(data), size):
-        piece = view[offset:offset + size]
-        yield hub_pb2.UploadRequest(upload_id=upload_id, chunk=make_chunk(offset, bytes(piece)))
+        yield upload_request(upload_id, offset, data[offset:offset + size])
 
 
 def contribute(stub: hub_pb2_grpc.ModuleServiceStub, lab: Lab, hub_id: str, data: bytes,

@@ -222,7 +222,7 @@ def _stream_into(client: HubClient, module_id: str, offset: int, handle: BinaryI
         if chunk.offset != held or held + len(piece) > size:
             raise TrustError(f"download of module {module_id}: chunk at offset {chunk.offset} "
                              f"(expected {held}, size {size}): try again")
-        if not chunk_intact(chunk):
+        if not chunk_intact(chunk, piece):
             raise TrustError(f"download of module {module_id}: chunk at offset {chunk.offset} "
                              "does not match its CRC-32 (altered in transit): try again")
         handle.write(piece)

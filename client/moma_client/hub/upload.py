@@ -25,7 +25,7 @@ from moma.errors import MomaError
 from moma.modules.store import MODULE_FILE, load_module
 from moma.paths import cache_dir
 from moma.proto.hub.v1 import hub_pb2
-from moma.trust.chunks import make_chunk
+from moma.trust.chunks import upload_request
 from moma.trust.keys import key_id
 from moma.trust.manifest import build_manifest, sign_manifest
 from moma_client.hub.client import HubClient
@@ -123,8 +123,7 @@ def contribute(client: HubClient, private_key: Ed25519PrivateKey, module_dir: Pa
 def _requests(upload_id: str, data: bytes, start: int, chunk: int
               ) -> Iterator[hub_pb2.UploadRequest]:
     for offset in range(start, len(data), chunk):
-        piece = data[offset:offset + chunk]
-        yield hub_pb2.UploadRequest(upload_id=upload_id, chunk=make_chunk(offset, piece))
+        yield upload_request(upload_id, offset, data[offset:offset + chunk])
 
 
 def _send_all(client: HubClient, upload_id: str, data: bytes, chunk: int,

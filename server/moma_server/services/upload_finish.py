@@ -82,8 +82,9 @@ class UploadFinish:
         hub, upload_id = self.hub, row.upload_id
         try:
             progress = self.sessions.progress.take(upload_id, held)
-            if progress is not None:  # hashed and kept while the chunks streamed in
-                data: bytes | bytearray = progress.buffer
+            if progress is not None:  # hashed (and maybe kept) while the chunks streamed in
+                data: bytes | bytearray = (progress.buffer if progress.keep
+                                           else self.sessions.temps.read(row))
                 digest = progress.hasher.hexdigest()
             else:  # after a restart, on another replica, or after an eviction: the store
                 data = self.sessions.temps.read(row)

@@ -25,7 +25,7 @@ import grpc
 
 from moma.errors import TrustError
 from moma.proto.hub.v1 import hub_pb2
-from moma.trust.chunks import chunk_intact
+from moma.trust.chunks import crc32
 from moma.trust.keys import public_key_from_raw
 from moma.trust.manifest import (
     Manifest,
@@ -135,10 +135,9 @@ class UploadSessions:
 
     def purge_expired(self) -> None:
         """Drop sessions past their expiry time, with their partial bytes."""
-        now = utc_now()
-        for row in self.hub.metadata.list_uploads():
-            if row.expires_at < now and row.upload_id not in self._busy:
-                self.discard(row.upload_id)
+        for upload_id in self.hub.metadata.expired_uploads(utc_now()):
+            if upload_id not in self._busy:
+                self.discard(upload_id)
 
     def discard(self, upload_id: str) -> None:
         self.progress.forget(upload_id)
@@ -199,7 +198,8 @@ class UploadSessions:
         limit = self.hub.config.chunk_size
         with self.exclusive(upload_id):
             held = self.temps.held(row)
-            progress = self.progress.resume(upload_id, held, lambda: self.temps.read(row))
+            progress = self.progress.resume(upload_id, held, lambda: self.temps.read(row),
+                                            keep=self.temps.keep_in_memory)
             writer = self.temps.writer(row, held)
             sink = ChunkSink(writer, progress)  # hashes and writes while the next chunk arrives
             complete = False
@@ -237,7 +237,7 @@ class UploadSessions:
             raise invalid(f"upload stream mixes sessions ({row.upload_id} then "
                           f"{shown(request.upload_id)}): use one stream per session")
         chunk = request.chunk
-        data = chunk.data
+        data = chunk.data  # the one copy out of the message (each read of the field copies)
         if chunk.offset != held:
             raise precondition(f"chunk starts at offset {chunk.offset} but the hub holds {held} "
                                f"bytes of upload {row.upload_id}: resume from offset {held}")
@@ -247,7 +247,7 @@ class UploadSessions:
         if not chunk.HasField("crc32"):
             raise invalid(f"chunk at offset {chunk.offset} has no crc32: every chunk carries "
                           "zlib's CRC-32 of its data (moma.trust.chunks.make_chunk)")
-        if not chunk_intact(chunk):
+        if crc32(data) != chunk.crc32:
             raise HubError(grpc.StatusCode.DATA_LOSS,
                            f"chunk at offset {chunk.offset} does not match its CRC-32 (altered "
                            f"in transit): the chunk was dropped; resend it from offset {held}")

@@ -35,6 +35,10 @@ class TempWriter(ABC):
 class TempBytes(ABC):
     """The partial bytes of upload sessions in one kind of blob store."""
 
+    keep_in_memory: bool = True
+    """Whether a stream keeps its chunks for FinishUpload (else FinishUpload reads the store;
+    the running sha256 is kept either way: see :mod:`moma_server.services.upload_progress`)."""
+
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
 
@@ -72,19 +76,21 @@ class _FileWriter(TempWriter):
             view = view[written or 0:]
 
     def close(self) -> int:
-        blobs, meta = self.hub.blobs, self.hub.metadata
+        # The file is the session's truth here (its size is the resume offset), so nothing is
+        # written to the database: recording the offset cost every stream a SQLite commit and
+        # its fsync that no reader used (the session row's offset counts only on shared stores).
         if self.handle is not None:
             self.handle.flush()
             os.fsync(self.handle.fileno())
             self.handle.close()
             self.handle = None
-            if meta.get_upload(self.upload_id) is not None:
-                meta.set_upload_offset(self.upload_id, blobs.temp_size(self.upload_id))
-        return blobs.temp_size(self.upload_id)
+        return self.hub.blobs.temp_size(self.upload_id)
 
 
 class FileTemps(TempBytes):
     """One temp file per session in a store only this process writes."""
+
+    keep_in_memory = False  # the file just written is in the page cache: read it back
 
     def held(self, row: UploadSessionRow) -> int:
         return self.hub.blobs.temp_size(row.upload_id)

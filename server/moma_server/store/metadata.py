@@ -242,17 +242,17 @@ class MetadataStore:
         with self.read() as session:
             return list(session.scalars(select(UploadSessionRow)))
 
+    def expired_uploads(self, now: str) -> list[str]:
+        """Ids of the sessions whose expiry time (ISO UTC, compared as text) is before ``now``."""
+        with self.read() as session:
+            return list(session.scalars(select(UploadSessionRow.upload_id)
+                                        .where(UploadSessionRow.expires_at < now)))
+
     def count_uploads(self, contributor_key_id: str) -> int:
         with self.read() as session:
             return int(session.scalar(
                 select(func.count()).select_from(UploadSessionRow)
                 .where(UploadSessionRow.contributor_key_id == contributor_key_id)) or 0)
-
-    def set_upload_offset(self, upload_id: str, offset: int) -> None:
-        with self.write() as session:
-            row = session.get(UploadSessionRow, upload_id)
-            if row is not None:
-                row.offset = offset
 
     def delete_upload(self, upload_id: str) -> None:
         with self.write() as session:
