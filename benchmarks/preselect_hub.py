@@ -56,7 +56,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -71,6 +73,7 @@ from moma.data.readers import load_dataset
 from moma.modules.moe18 import import_moe18
 from moma.modules.store import list_modules, load_module
 from moma.paths import cache_dir, downstream_task_path, moe18_dir, shared_dir
+from moma.proto.hub.v1 import hub_pb2
 from moma.training.loop import TrainConfig
 from moma.training.run import train_module
 from moma_client.hub.cache import ModuleCache
@@ -154,30 +157,34 @@ def train_stage(out: Path, bootstraps: int, shuffled: int, epochs: int,
 def _real(out: Path) -> list[tuple[dict[str, torch.Tensor], dict[str, object]]]:
     found = []
     for path, _card in list_modules(out / "modules"):
-        loaded = load_module(path)
-        found.append((dict(loaded.state), json.loads((path / "card.json").read_text())))
+        loaded = load_module(path)  # key order fixed: derived modules draw noise in it
+        found.append((dict(sorted(loaded.state.items())),
+                      json.loads((path / "card.json").read_text())))
     return found
+
+
+def derived_module(reals: list[tuple[dict[str, torch.Tensor], dict[str, object]]], v: int,
+                   base_id: str, seed: int = 0) -> Derived:
+    """Derived module number ``v``: a function of (``seed``, ``v``, the real modules) only, so
+    a restart regenerates exactly the modules it still lacks and none of the others."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + v)
+    real_only = [r for r in reals if "shuffled" not in str(r[1]["name"])]
+    if v % 10 < int(VARIANT_SHARE * 10):
+        i = int(torch.randint(len(real_only), (1,), generator=gen))
+        j = int(torch.randint(len(real_only), (1,), generator=gen))
+        mix = float(torch.rand(1, generator=gen)) * 0.3
+        d = variant(real_only[i], real_only[j], mix, 0.02, gen, f"variant-{v:05d}")
+    else:
+        d = distractor(reals[v % len(reals)], gen, f"distractor-{v:05d}")
+    d.card["base_sha256"] = base_id  # every module here descends from the one base
+    d.card["module_id"] = d.module_id
+    return d
 
 
 def derived_modules(reals: list[tuple[dict[str, torch.Tensor], dict[str, object]]],
                     count: int, base_id: str, seed: int = 0) -> list[Derived]:
-    """``count`` derived modules, deterministic in ``seed`` (variants first, then the rest)."""
-    gen = torch.Generator().manual_seed(seed)
-    out: list[Derived] = []
-    n = len(reals)
-    real_only = [r for r in reals if "shuffled" not in str(r[1]["name"])]
-    for v in range(count):
-        if v % 10 < int(VARIANT_SHARE * 10):
-            i = int(torch.randint(len(real_only), (1,), generator=gen))
-            j = int(torch.randint(len(real_only), (1,), generator=gen))
-            mix = float(torch.rand(1, generator=gen)) * 0.3
-            d = variant(real_only[i], real_only[j], mix, 0.02, gen, f"variant-{v:05d}")
-        else:
-            d = distractor(reals[v % n], gen, f"distractor-{v:05d}")
-        d.card["base_sha256"] = base_id  # every module here descends from the one base
-        d.card["module_id"] = d.module_id
-        out.append(d)
-    return out
+    """``count`` derived modules (numbers 0..count-1), deterministic in ``seed``."""
+    return [derived_module(reals, v, base_id, seed) for v in range(count)]
 
 
 def open_hub(out: Path) -> Hub:
@@ -192,35 +199,68 @@ def open_hub(out: Path) -> Hub:
     return hub
 
 
-def hub_stage(out: Path, modules: int, keep_running: bool) -> Hub:
+def hub_stage(out: Path, modules: int, keep_running: bool, threads: int = 4) -> Hub:
+    """Contribute the base, the real modules and derived ones until the hub holds ``modules``.
+
+    Every module goes through the hub's contribution path (StartUpload, Upload, FinishUpload
+    with the hub's probe run, then a signed ApproveModule), ``threads`` uploads at a time, as
+    several labs contributing at once would. Resumable: modules already stored are skipped
+    (derived ones by their deterministic bytes), and modules left pending by an interrupted
+    run are approved."""
     hub = open_hub(out)
     channel = grpc.insecure_channel(hub.address)
-    ids_file = out / "contributor.json"
     me = Contributor.enrolled(channel, hub.hub_id, hub.store, f"lab-{int(time.time())}",
                               out / "keys")
     with HubClient(Transport(hub.address, insecure=True)) as client:
-        stored = {s.module_id for s in client.list_modules(
-            states=("approved", "pending", "rejected", "revoked"))}
+        listed = list(client.list_modules(states=("approved", "pending", "rejected",
+                                                  "revoked")))
+    stored = {s.module_id for s in listed}
+    for summary in listed:  # contributed before an interruption, not yet approved
+        if summary.state == hub_pb2.MODULE_STATE_PENDING:
+            me.approve(summary.module_id)
     base = base_folder(out)
     base_data = (base / "module.safetensors").read_bytes()
     base_card = json.loads((base / "card.json").read_text())
-    pending = [Derived(base_data, base_card, "base")]
     reals = _real(out)
-    for state, card in reals:
-        pending.append(Derived(safetensors.torch.save(state), card, "real"))
-    pending += derived_modules(reals, max(0, modules - len(pending)), base_card["module_id"])
-    todo = [d for d in pending if d.module_id not in stored]
-    print(f"hub {hub.address}: {len(stored)} stored, {len(todo)} to contribute", flush=True)
+    fixed = [Derived(base_data, base_card, "base")]
+    fixed += [Derived(safetensors.torch.save(state), card, "real") for state, card in reals]
+    derived_count = max(0, modules - len(fixed))
+    print(f"hub {hub.address}: {len(stored)} stored; target {modules} modules: the base, "
+          f"{len(reals)} real, {derived_count} derived", flush=True)
     tick = time.perf_counter()
-    for start in range(0, len(todo), 200):
-        batch = todo[start:start + 200]
-        if start == 0 and batch and batch[0].role == "base":
-            me.contribute(batch[0])
-            batch = batch[1:]
-        me.contribute_all(batch)
-        print(f"  {start + len(batch)}/{len(todo)} in {time.perf_counter() - tick:.0f} s",
-              flush=True)
-    ids_file.write_text(json.dumps({"address": hub.address}))
+    if fixed[0].module_id not in stored:  # every other module names it as its base
+        me.contribute(fixed[0])
+    stored.add(fixed[0].module_id)
+
+    already = 0
+    lock = threading.Lock()
+
+    def unless_stored(d: Derived) -> Derived | None:
+        nonlocal already
+        if d.module_id in stored:
+            with lock:
+                already += 1
+            return None
+        return d
+
+    def makers() -> Iterator[Callable[[], Derived | None]]:
+        for d in fixed[1:]:
+            yield lambda d=d: unless_stored(d)
+        for v in range(derived_count):
+            yield lambda v=v: unless_stored(derived_module(reals, v, base_card["module_id"]))
+
+    added = 0
+
+    def progress(_module_id: str) -> None:
+        nonlocal added
+        added += 1
+        if added % 200 == 0:
+            print(f"  {added} contributed in {time.perf_counter() - tick:.0f} s", flush=True)
+
+    total = me.contribute_stream(makers(), threads, progress)
+    print(f"hub {hub.address}: {total} contributed, {already} already stored, "
+          f"{time.perf_counter() - tick:.0f} s", flush=True)
+    (out / "contributor.json").write_text(json.dumps({"address": hub.address}))
     if not keep_running:
         hub.stop()
     return hub
@@ -300,6 +340,8 @@ def main() -> None:
     parser.add_argument("--max-val", type=int, default=10_000,
                         help="cap on the validation structures read every epoch")
     parser.add_argument("--modules", type=int, default=10_000)
+    parser.add_argument("--threads", type=int, default=4,
+                        help="hub: concurrent contributions (each a full upload + approval)")
     parser.add_argument("--task", action="append", default=[])
     parser.add_argument("--top-k", type=int, default=50)
     parser.add_argument("--exhaustive-cap", type=int, default=None)
@@ -313,7 +355,7 @@ def main() -> None:
         train_stage(out, args.bootstraps, args.shuffled, args.epochs, args.castelli_train,
                     args.max_train, args.max_val)
     elif args.stage == "hub":
-        hub_stage(out, args.modules, keep_running=False)
+        hub_stage(out, args.modules, keep_running=False, threads=args.threads)
     else:
         measure_stage(out, args.task or ["jarvis_2d_eform", "mp_poisson_ratio",
                                          "jarvis_2d_exfoliation", "mp_eps_electronic",
