@@ -66,7 +66,7 @@ import numpy as np
 import safetensors.torch
 import torch
 
-from moma.amc.selection import select
+from benchmarks.preselect_measure import Measure
 from moma.backbones.registry import get_backbone
 from moma.data.prepared import prepare
 from moma.data.readers import load_dataset
@@ -76,11 +76,8 @@ from moma.paths import cache_dir, downstream_task_path, moe18_dir, shared_dir
 from moma.proto.hub.v1 import hub_pb2
 from moma.training.loop import TrainConfig
 from moma.training.run import train_module
-from moma_client.hub.cache import ModuleCache
 from moma_client.hub.client import HubClient
 from moma_client.hub.connection import Transport
-from moma_client.hub.fingerprints import FingerprintCache
-from moma_client.preselect.run import preselect
 from tests.integration.derived import Contributor, Derived, distractor, variant
 from tests.integration.hubenv import Hub
 
@@ -187,10 +184,11 @@ def derived_modules(reals: list[tuple[dict[str, torch.Tensor], dict[str, object]
     return [derived_module(reals, v, base_id, seed) for v in range(count)]
 
 
-def open_hub(out: Path) -> Hub:
-    """Start the benchmark hub; its identity is created once and kept (restarts reuse it)."""
-    hub = Hub(out / "hub", hub_id="hub10k")
-    info = out / "hub_info.json"
+def open_hub(out: Path, name: str = "hub") -> Hub:
+    """Start the benchmark hub ``out/<name>``; its identity is created once and kept (restarts
+    reuse it). ``hub`` is the full hub; other names are the smaller hubs built for timing."""
+    hub = Hub(out / name, hub_id="hub10k" if name == "hub" else f"hub10k-{name}")
+    info = out / ("hub_info.json" if name == "hub" else f"{name}_info.json")
     if info.is_file():
         hub.info = json.loads(info.read_text())
     hub.start(timeout=600)
@@ -199,15 +197,17 @@ def open_hub(out: Path) -> Hub:
     return hub
 
 
-def hub_stage(out: Path, modules: int, keep_running: bool, threads: int = 4) -> Hub:
+def hub_stage(out: Path, modules: int, keep_running: bool, threads: int = 4,
+              name: str = "hub") -> Hub:
     """Contribute the base, the real modules and derived ones until the hub holds ``modules``.
 
     Every module goes through the hub's contribution path (StartUpload, Upload, FinishUpload
     with the hub's probe run, then a signed ApproveModule), ``threads`` uploads at a time, as
     several labs contributing at once would. Resumable: modules already stored are skipped
     (derived ones by their deterministic bytes), and modules left pending by an interrupted
-    run are approved."""
-    hub = open_hub(out)
+    run are approved. A hub under another ``name`` with fewer ``modules`` holds the first
+    ``modules`` of the same sequence (the base, the real modules, then derived ones)."""
+    hub = open_hub(out, name)
     channel = grpc.insecure_channel(hub.address)
     me = Contributor.enrolled(channel, hub.hub_id, hub.store, f"lab-{int(time.time())}",
                               out / "keys")
@@ -224,9 +224,10 @@ def hub_stage(out: Path, modules: int, keep_running: bool, threads: int = 4) -> 
     reals = _real(out)
     fixed = [Derived(base_data, base_card, "base")]
     fixed += [Derived(safetensors.torch.save(state), card, "real") for state, card in reals]
+    fixed = fixed[:max(1, modules)]
     derived_count = max(0, modules - len(fixed))
     print(f"hub {hub.address}: {len(stored)} stored; target {modules} modules: the base, "
-          f"{len(reals)} real, {derived_count} derived", flush=True)
+          f"{len(fixed) - 1} real, {derived_count} derived", flush=True)
     tick = time.perf_counter()
     if fixed[0].module_id not in stored:  # every other module names it as its base
         me.contribute(fixed[0])
@@ -266,69 +267,47 @@ def hub_stage(out: Path, modules: int, keep_running: bool, threads: int = 4) -> 
     return hub
 
 
-def measure_stage(out: Path, tasks: list[str], top_k: int, cap: int | None,
-                  max_train: int | None, rankers: list[str]) -> None:
-    """Per task: pre-selection (each ranker) + AMC on the chosen, against exhaustive AMC."""
-    hub = open_hub(out)
-    net = get_backbone("cgcnn")
+def measure_stage(out: Path, tasks: list[str], runs: list[str], top_k: int,
+                  cap: int | None, train_size: int | None, size_hubs: list[str],
+                  address: str | None) -> None:
+    """See :mod:`benchmarks.preselect_measure`; ``address``: a hub already serving ``out/hub``
+    (``serve``), so that two ``measure`` processes can share it."""
+    hub = None if address else open_hub(out)
+    measure = Measure(out, train_size, top_k)
     try:
+        where = address or (hub.address if hub else "")
         for task in tasks:
-            data = prepare(load_dataset(str(downstream_task_path(task))), net, "seed0")
-            graphs, y = data.part("train")
-            if max_train is not None:
-                graphs, y = graphs[:max_train], y[:max_train]
-            runs = {}
-            with HubClient(Transport(hub.address, insecure=True)) as client:
-                for ranker in rankers:  # a fresh client cache each: downloads are counted
-                    scratch = out / "client" / f"{task}-{ranker}-{time.time_ns()}"
-                    tick = time.perf_counter()
-                    chosen = preselect(client, ModuleCache(scratch / "modules"),
-                                       FingerprintCache(scratch / "fingerprints"), net,
-                                       kind="full", graphs=graphs, targets=y, top_k=top_k,
-                                       exclude_task=task, ranker=ranker)
-                    amc_top = select(net, [f.module for f in chosen.fetched
-                                           if f.module.module_id in chosen.report["selected"]],
-                                     graphs, y)
-                    runs[ranker] = (chosen, amc_top, time.perf_counter() - tick)
-                every = [s.module_id for s in client.list_modules(backbone="cgcnn",
-                                                                  kind="full")
-                         if s.task.split(":")[0] != task]
-                if cap is not None and len(every) > cap:
-                    keep = set(np.random.default_rng(0).choice(every, cap, replace=False))
-                    for chosen, _amc, _s in runs.values():
-                        keep |= set(chosen.report["selected"])
-                    every = [m for m in every if m in keep]
-                tick = time.perf_counter()
-                cache = ModuleCache(out / "client" / "modules")
-                loaded = [cache.fetch(client, m).module for m in every]
-            amc_all = select(net, loaded, graphs, y)
-            full_s = time.perf_counter() - tick
-            weights = dict(zip([m.module_id for m in loaded], amc_all.weights, strict=True))
-            heavy = {m: w for m, w in weights.items() if w >= 0.05}
-            for ranker, (chosen, amc_top, pre_s) in runs.items():
-                picked = set(chosen.report["selected"])
-                row = {"task": task, "ranker": ranker, "modules": len(every),
-                       "train": len(y), "top_k": top_k,
-                       "proxy_ratio": amc_top.ensemble_proxy_mae / amc_all.ensemble_proxy_mae,
-                       "proxy_mae_top": amc_top.ensemble_proxy_mae,
-                       "proxy_mae_all": amc_all.ensemble_proxy_mae,
-                       "heavy": len(heavy),
-                       "mass_found": sum(w for m, w in heavy.items() if m in picked)
-                       / max(sum(heavy.values()), 1e-12),
-                       "downloads": chosen.report["downloads"],
-                       "downloaded_bytes": chosen.report["downloaded_bytes"],
-                       "preselect_and_amc_s": pre_s, "exhaustive_s": full_s,
-                       "timings": chosen.report["timings"], "capped": cap is not None}
-                print(json.dumps(row), flush=True)
-                with (out / "measure.jsonl").open("a") as handle:
-                    handle.write(json.dumps(row) + "\n")
+            if "preselect" in runs:
+                measure.preselect(where, task)
+            if "exhaustive" in runs:
+                measure.exhaustive(where, task, cap)
+            if "sizes" in runs:
+                for name in size_hubs:
+                    small = open_hub(out, name)
+                    try:
+                        measure.preselect(small.address, task, name)
+                    finally:
+                        small.stop()
+    finally:
+        if hub is not None:
+            hub.stop()
+
+
+def serve_stage(out: Path) -> None:
+    """Serve ``out/hub`` until interrupted; prints its address (for ``measure --hub-address``)."""
+    hub = open_hub(out)
+    print(f"serving {hub.address}", flush=True)
+    (out / "serving.json").write_text(json.dumps({"address": hub.address}))
+    try:
+        while hub.proc is not None and hub.proc.poll() is None:
+            time.sleep(5)
     finally:
         hub.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("stage", choices=["train", "hub", "measure"])
+    parser.add_argument("stage", choices=["train", "hub", "measure", "serve"])
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--bootstraps", type=int, default=3)
     parser.add_argument("--shuffled", type=int, default=1)
@@ -345,8 +324,17 @@ def main() -> None:
     parser.add_argument("--task", action="append", default=[])
     parser.add_argument("--top-k", type=int, default=50)
     parser.add_argument("--exhaustive-cap", type=int, default=None)
-    parser.add_argument("--ranker", action="append", default=[],
-                        help="pre-selection ranker(s) to measure (default: approx-amc, r2)")
+    parser.add_argument("--hub-name", default="hub",
+                        help="hub: build out/<name> (a smaller hub for timing, e.g. sub1000)")
+    parser.add_argument("--run", action="append", default=[],
+                        choices=["preselect", "exhaustive", "sizes"],
+                        help="measure: which runs (default: preselect and exhaustive)")
+    parser.add_argument("--size-hub", action="append", default=[],
+                        help="measure --run sizes: the smaller hubs (names given to hub)")
+    parser.add_argument("--train-size", type=int, default=200,
+                        help="measure: the owner's training structures (compose --train-size)")
+    parser.add_argument("--hub-address", default=None,
+                        help="measure: use the hub `serve` is serving instead of starting one")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = args.out or cache_dir() / "hub10k"
@@ -355,12 +343,16 @@ def main() -> None:
         train_stage(out, args.bootstraps, args.shuffled, args.epochs, args.castelli_train,
                     args.max_train, args.max_val)
     elif args.stage == "hub":
-        hub_stage(out, args.modules, keep_running=False, threads=args.threads)
+        hub_stage(out, args.modules, keep_running=False, threads=args.threads,
+                  name=args.hub_name)
+    elif args.stage == "serve":
+        serve_stage(out)
     else:
         measure_stage(out, args.task or ["jarvis_2d_eform", "mp_poisson_ratio",
                                          "jarvis_2d_exfoliation", "mp_eps_electronic",
-                                         "expt_eform"], args.top_k, args.exhaustive_cap,
-                      args.max_train, args.ranker or ["approx-amc", "r2"])
+                                         "expt_eform"], args.run or ["preselect", "exhaustive"],
+                      args.top_k, args.exhaustive_cap, args.train_size, args.size_hub,
+                      args.hub_address)
 
 
 if __name__ == "__main__":
