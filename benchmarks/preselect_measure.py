@@ -164,10 +164,10 @@ class Measure:
         p = report["preselect"]
         row = {"task": task, "run": run_name, "hub": hub_name,
                "hub_modules": p["listed"], "candidates": p["candidates"],
-               "ranked": p["ranked"], "selected": p["selected"],
+               "ranked": p.get("ranked", 0), "selected": p["selected"],
                "downloads": p["downloads"], "downloaded_bytes": p["downloaded_bytes"],
                "preselect_timings": p["timings"],
-               "fingerprints": p["fingerprints"], **_summary(report, seconds)}
+               "fingerprints": p.get("fingerprints"), **_summary(report, seconds)}
         self._write(row)
         return row
 
