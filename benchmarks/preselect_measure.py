@@ -9,8 +9,9 @@ with the guard), calibration and the one read of the test split for the kept mod
                 post-prepare hook as ``moma-client compose --hub ADDR``, with a fresh module and
                 fingerprint cache per run so downloads and the fingerprint sync are counted
                 from nothing.
-``exhaustive``  compose over every approved module of the hub except the task's own (a random
-                ``--exhaustive-cap`` sub-hub plus the pre-selected ones when set), fetched and
+``exhaustive``  compose over every approved module of the hub except the task's own (of a
+                random ``--exhaustive-cap`` sub-hub, drawn once for all tasks, plus the
+                pre-selected ones, when set), fetched and
                 verified through the client's module cache (shared between runs; the fetch
                 time is reported apart), then handed to compose as module folders. Compared
                 with the task's ``preselect`` run: proxy MAE ratio, and the share of the
@@ -94,12 +95,16 @@ def compose_preselected(address: str, task: str, folder: Path, top_k: int,
 
 def _exhaustive_ids(client: HubClient, task: str, cap: int | None,
                     picked: Sequence[str]) -> list[str]:
-    every = sorted(s.module_id for s in client.list_modules(backbone="cgcnn", kind="full")
-                   if not same_task(s.task, task))
-    if cap is not None and len(every) > cap:
-        keep = set(np.random.default_rng(0).choice(every, cap, replace=False)) | set(picked)
-        every = [m for m in every if m in keep]
-    return every
+    """Every approved module but the task's own; with ``cap``, those of one random ``cap``-module
+    sub-hub (drawn once from the whole hub, the same for every task, so the client cache
+    serves all tasks) plus the pre-selected ones."""
+    listed = sorted((s.module_id, s.task) for s in client.list_modules(backbone="cgcnn",
+                                                                       kind="full"))
+    keep = {m for m, _ in listed}
+    if cap is not None and len(listed) > cap:
+        drawn = np.random.default_rng(0).choice(len(listed), cap, replace=False)
+        keep = {listed[i][0] for i in drawn} | set(picked)
+    return [m for m, t in listed if m in keep and not same_task(t, task)]
 
 
 def compose_exhaustive(address: str, task: str, folder: Path, cache: ModuleCache,
