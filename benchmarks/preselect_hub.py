@@ -283,9 +283,12 @@ def measure_stage(out: Path, tasks: list[str], runs: list[str], top_k: int,
                 measure.exhaustive(where, task, cap)
             if "sizes" in runs:
                 for name in size_hubs:
+                    if name == "hub":
+                        measure.preselect(where, task, name, f"size@{name}")
+                        continue
                     small = open_hub(out, name)
                     try:
-                        measure.preselect(small.address, task, name)
+                        measure.preselect(small.address, task, name, f"size@{name}")
                     finally:
                         small.stop()
     finally:

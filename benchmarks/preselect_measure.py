@@ -16,8 +16,9 @@ with the guard), calibration and the one read of the test split for the kept mod
                 time is reported apart), then handed to compose as module folders. Compared
                 with the task's ``preselect`` run: proxy MAE ratio, and the share of the
                 exhaustive AMC's weight mass (weights >= 0.05) inside the pre-selected set.
-``sizes``       ``preselect`` against the smaller hubs named by ``--size-hub`` (built by
-                ``hub --hub-name``), for compose's wall time against the number of modules.
+``sizes``       ``preselect`` against each hub named by ``--size-hub`` (``hub``: the full one;
+                others built by ``hub --hub-name``), one after the other in one process, for
+                compose's wall time against the number of modules measured side by side.
 
 One JSON line per run is appended to ``out/measure.jsonl``; a run already there is skipped, so
 the stage resumes. Compose's own output (report.json, module, figures) stays under
@@ -158,8 +159,8 @@ class Measure:
         with self.log.open("a") as handle:  # one line per write: appends stay whole
             handle.write(json.dumps(row) + "\n")
 
-    def preselect(self, address: str, task: str, hub_name: str = "hub") -> dict[str, Any]:
-        run_name = "preselect" if hub_name == "hub" else f"preselect@{hub_name}"
+    def preselect(self, address: str, task: str, hub_name: str = "hub",
+                  run_name: str = "preselect") -> dict[str, Any]:
         row = self.done(task, run_name)
         if row is not None:
             return row
