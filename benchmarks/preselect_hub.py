@@ -332,8 +332,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--castelli-train", type=int, default=2000)
     parser.add_argument("--max-train", type=int, default=None,
-                        help="cap on a downstream task's training structures (train: for the "
-                             "real modules; measure: the owner's split)")
+                        help="train: cap on a downstream task's training structures")
     parser.add_argument("--max-val", type=int, default=10_000,
                         help="cap on the validation structures read every epoch")
     parser.add_argument("--modules", type=int, default=10_000)
