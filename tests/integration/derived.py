@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,46 @@ class Contributor:
                           hub_pb2.ApproveModuleRequest(module_id=module_id))
         return str(module_id)
 
+    def approve(self, module_id: str) -> None:
+        operator_call(self.operators, self.operator, self.hub_id, "ApproveModule",
+                      hub_pb2.ApproveModuleRequest(module_id=module_id))
+
     def contribute_all(self, modules: list[Derived], threads: int = 2) -> list[str]:
         with ThreadPoolExecutor(threads) as pool:
             return list(pool.map(self.contribute, modules))
+
+    def contribute_stream(self, makers: Iterable[Callable[[], Derived | None]],
+                          threads: int = 4, done: Callable[[str], None] | None = None) -> int:
+        """Make and contribute modules ``threads`` at a time, holding at most ``2 * threads``
+        in memory (10,000 modules of 0.4 MB would not fit at once); returns how many were
+        contributed (a maker returning None has nothing to contribute).
+
+        Each upload is a separate real contribution (its own session, manifest and approval),
+        as concurrent labs would send them; the first error stops the stream and is raised."""
+        count = 0
+        with ThreadPoolExecutor(threads) as pool:
+            running: set[Future[str]] = set()
+
+            def settle() -> None:
+                nonlocal count
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    running.discard(future)
+                    module_id = future.result()  # raises the upload's error
+                    if not module_id:
+                        continue
+                    count += 1
+                    if done is not None:
+                        done(module_id)
+
+            def one(make: Callable[[], Derived | None]) -> str:
+                module = make()
+                return self.contribute(module) if module is not None else ""
+
+            for make in makers:
+                running.add(pool.submit(one, make))
+                if len(running) >= 2 * threads:
+                    settle()
+            while running:
+                settle()
+        return count

@@ -53,6 +53,13 @@ SOLVER_OPTIONS: dict[str, dict[str, Any]] = {
 
 ACCEPTED_STATUSES = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
 
+RESIDUAL_FORM_ABOVE = 2000
+"""Above this many modules (and more modules than structures) the weights are solved in the
+residual form ``||R w||^2`` (``m`` rows) instead of the ``N x N`` Gram form: the same objective
+on the simplex, but the Gram matrix grows as ``N^2`` (measured: 24 s for N = 2,000 with m = 200;
+at N = 10,000 it would hold 10^8 entries, 0.8 GB, and a dense factorization of that size),
+while ``R`` is only ``m x N``."""
+
 
 class WeightSolverError(MomaError):
     """The quadratic program for the module weights did not produce a solution."""
@@ -110,13 +117,15 @@ def _resolve_solver(solver: str) -> str:
 
 
 def solve_module_weights(p: np.ndarray, y: np.ndarray, *,
-                         solver: str = DEFAULT_SOLVER) -> WeightSolution:
+                         solver: str = DEFAULT_SOLVER, form: str = "auto") -> WeightSolution:
     """Module weights ``w*`` (see the module docstring) with cvxpy on the ``N x N`` Gram form.
 
     Args:
         p: ``(m, N)`` proxy predictions, one column per module.
         y: ``(m,)`` labels.
         solver: an installed cvxpy solver (``CLARABEL`` by default; ``OSQP``, ``SCS``, ...).
+        form: ``gram`` (``w^T E w``, ``N x N``), ``residual`` (``||R w||^2``, ``m`` rows) or
+            ``auto``: the Gram form unless ``N`` exceeds both ``RESIDUAL_FORM_ABOVE`` and ``m``.
 
     Negative entries left by the solver's tolerance are clipped to 0 and the weights
     renormalized to sum to one.
@@ -129,12 +138,22 @@ def solve_module_weights(p: np.ndarray, y: np.ndarray, *,
         w1 = np.ones(1)
         return WeightSolution(w1, mean_squared_error(pa, ya, w1), "none",
                               time.perf_counter() - start, "trivial")
-    e = residual_gram(pa, ya)
-    scale = float(np.trace(e)) / n
-    if scale > 0:
-        e = e / scale
     w = cp.Variable(n)
-    problem = cp.Problem(cp.Minimize(cp.quad_form(w, cp.psd_wrap(e))), [w >= 0, cp.sum(w) == 1])
+    if form == "auto":
+        form = "residual" if n > RESIDUAL_FORM_ABOVE and n > pa.shape[0] else "gram"
+    if form == "gram":
+        e = residual_gram(pa, ya)
+        scale = float(np.trace(e)) / n
+        if scale > 0:
+            e = e / scale
+        objective = cp.quad_form(w, cp.psd_wrap(e))
+    elif form == "residual":
+        r = pa - ya[:, None]
+        norm = float(np.sqrt((r * r).sum() / n))  # the same scaling as the Gram form's
+        objective = cp.sum_squares((r / norm if norm > 0 else r) @ w)
+    else:
+        raise MomaError(f"unknown weight form {form!r}: use auto, gram or residual")
+    problem = cp.Problem(cp.Minimize(objective), [w >= 0, cp.sum(w) == 1])
     try:
         problem.solve(solver=name, **SOLVER_OPTIONS.get(name, {}))
     except cp.SolverError as exc:

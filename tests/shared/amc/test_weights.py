@@ -142,3 +142,18 @@ def test_simplex_projection_by_hand() -> None:
     np.testing.assert_allclose(project_to_simplex(np.array([2.0, 0.0])), [1.0, 0.0], atol=1e-15)
     np.testing.assert_allclose(project_to_simplex(np.array([0.25, 0.75])), [0.25, 0.75],
                                atol=1e-15)
+
+
+@pytest.mark.parametrize("n, m", [(40, 600), (300, 60)])
+def test_residual_form_matches_gram_form(n: int, m: int) -> None:
+    """The form used above RESIDUAL_FORM_ABOVE modules solves the same problem."""
+    p, y = random_problem(n, m, seed=n + m)
+    gram = solve_module_weights(p, y, form="gram")
+    residual = solve_module_weights(p, y, form="residual")
+    assert_on_simplex(residual.weights)
+    assert residual.objective == pytest.approx(gram.objective, rel=1e-7)
+    assert residual.objective <= mean_squared_error(p, y, projected_gradient_weights(p, y)) + 1e-9
+    if n < m:  # a unique minimizer
+        assert np.abs(residual.weights - gram.weights).max() <= 1e-5
+    with pytest.raises(MomaError, match="unknown weight form"):
+        solve_module_weights(p, y, form="dense")
