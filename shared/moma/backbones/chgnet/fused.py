@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from chgnet.model.functions import GatedMLP
@@ -58,7 +59,8 @@ def _split_mlp(mlp: nn.Module) -> tuple[nn.Linear, list[nn.Module]]:
 
 def _run(layers: Sequence[nn.Module], x: Tensor) -> Tensor:
     for layer in layers:
-        x = layer(x)
+        if not (isinstance(layer, nn.Dropout) and layer.p == 0):
+            x = layer(x)
     return x
 
 
@@ -84,8 +86,9 @@ class FusedFirst:
     def finish(self, hidden: Tensor) -> Tensor:
         """The rest of the gated MLP from the summed first-layer output."""
         g = self.gated
-        core = _run(self.core_rest, hidden[:, :self.out])
-        gate = _run(self.gate_rest, hidden[:, self.out:])
+        core_in, gate_in = hidden.split(self.out, dim=1)  # backward: one cat, no zero fill
+        core = _run(self.core_rest, core_in)
+        gate = _run(self.gate_rest, gate_in)
         if g.norm is not None:
             core, gate = g.bn1(core), g.bn2(gate)
         return g.activation(core) * g.sigmoid(gate)
@@ -101,9 +104,11 @@ class Messages:
     """
 
     atom_rows: Tensor  # (directed bonds, 3)
+    atom_local: Tensor  # (directed bonds, 3): the same rows, each into its own table
     centers: Tensor  # (directed bonds,): the atom each message is summed on
     atom_weights: Tensor  # (directed bonds, bond dim): bond weights of each directed bond
     angle_rows: Tensor  # (angles, 3)
+    angle_local: Tensor
     first_bonds: Tensor  # (angles,): the bond each angle message is summed on
     angle_weights: Tensor  # (angles, bond dim): product of the two bonds' weights
 
@@ -114,25 +119,49 @@ def messages(atom_graph: Tensor, directed2undirected: Tensor, bond_graph: Tensor
     """The plan of one batch (indices as ``BatchedGraph`` gives them)."""
     atom_graph = atom_graph.long()
     d2u = directed2undirected.long()
-    atom_rows = torch.stack([atom_graph[:, 0], atom_graph[:, 1] + n_atoms, d2u + 2 * n_atoms],
-                            dim=1)
+    atom_local = torch.stack([atom_graph[:, 0], atom_graph[:, 1], d2u], dim=1)
+    atom_rows = atom_local + atom_local.new_tensor([0, n_atoms, 2 * n_atoms])
     if bond_graph.numel():
         bg = bond_graph.long()
-        angle_rows = torch.stack([bg[:, 1], bg[:, 2] + n_bonds, bg[:, 0] + 2 * n_bonds], dim=1)
+        angle_local = torch.stack([bg[:, 1], bg[:, 2], bg[:, 0]], dim=1)
         first = bg[:, 1]
         angle_weights = (bond_weights_bg.index_select(0, bg[:, 1])
                          * bond_weights_bg.index_select(0, bg[:, 2]))
     else:
-        angle_rows = torch.zeros((0, 3), dtype=torch.long)
+        angle_local = torch.zeros((0, 3), dtype=torch.long)
         first = torch.zeros(0, dtype=torch.long)
         angle_weights = bond_weights_bg[:0]
-    return Messages(atom_rows, atom_graph[:, 0], bond_weights_ag.index_select(0, d2u),
-                    angle_rows, first, angle_weights)
+    angle_rows = angle_local + angle_local.new_tensor([0, n_bonds, 2 * n_bonds])
+    return Messages(atom_rows, atom_local, atom_graph[:, 0], bond_weights_ag.index_select(0, d2u),
+                    angle_rows, angle_local, first, angle_weights)
 
 
-def _bag(tables: Sequence[Tensor], rows: Tensor) -> Tensor:
-    """Row ``r`` of the result: the sum of ``table_k[rows[r, k]]`` (tables stacked in order)."""
-    return nn.functional.embedding_bag(rows, torch.cat(list(tables)), mode="sum")
+class _GatherSum(torch.autograd.Function):
+    """Row ``r``: ``sum_k tables[k][local[r, k]]``; ``rows`` are the same indices into the
+    stacked tables. Forward is one ``embedding_bag``; backward one ``index_add`` per table
+    (``embedding_bag``'s own backward sorts the indices on every call and was 3x slower)."""
+
+    @staticmethod
+    def forward(ctx: Any, rows: Tensor, local: Tensor, *tables: Tensor) -> Tensor:
+        ctx.save_for_backward(local)
+        ctx.sizes = [len(t) for t in tables]
+        return nn.functional.embedding_bag(rows, torch.cat(tables), mode="sum")
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (local,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        grads: list[Tensor | None] = [None, None]
+        for k, size in enumerate(ctx.sizes):
+            grads.append(grad.new_zeros((size, grad.shape[1])).index_add_(0, local[:, k], grad)
+                         if ctx.needs_input_grad[2 + k] else None)
+        return tuple(grads)
+
+
+def _bag(tables: Sequence[Tensor], rows: Tensor, local: Tensor) -> Tensor:
+    """Row ``r`` of the result: the sum of ``tables[k][local[r, k]]``."""
+    out: Tensor = _GatherSum.apply(rows, local, *tables)
+    return out
 
 
 def atom_conv(layer: AtomConv, atom_feas: Tensor, bond_feas: Tensor, plan: Messages) -> Tensor:
@@ -140,7 +169,7 @@ def atom_conv(layer: AtomConv, atom_feas: Tensor, bond_feas: Tensor, plan: Messa
     f = FusedFirst(layer.twoBody_atom)
     d = atom_feas.shape[1]
     hidden = _bag([f.part(atom_feas, 0), f.part(atom_feas, d + bond_feas.shape[1]),
-                   f.part(bond_feas, d, bias=True)], plan.atom_rows)
+                   f.part(bond_feas, d, bias=True)], plan.atom_rows, plan.atom_local)
     update = f.finish(hidden) * plan.atom_weights
     new = atom_feas.new_zeros(atom_feas.shape).index_add_(0, plan.centers, update)
     if layer.use_mlp_out:
@@ -156,7 +185,7 @@ def _angle_hidden(f: FusedFirst, atom_feas: Tensor, bond_feas: Tensor, angle_fea
     b = bond_feas.shape[1]
     a = angle_feas.shape[1]
     gathered = _bag([f.part(bond_feas, 0, bias=True), f.part(bond_feas, b),
-                     f.part(atom_feas, 2 * b + a)], plan.angle_rows)
+                     f.part(atom_feas, 2 * b + a)], plan.angle_rows, plan.angle_local)
     return torch.addmm(gathered, angle_feas, f.weight[:, 2 * b:2 * b + a].t())
 
 
