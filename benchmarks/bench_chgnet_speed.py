@@ -103,8 +103,9 @@ def interleaved(args: argparse.Namespace) -> None:
     backbone = get_backbone("chgnet")
     data = prepare(load_dataset(downstream_task_path(args.task)), backbone, args.split)
     graphs, _ = data.part("train")
-    state, _ = backbone.pretrained_base()
-    model = with_state(backbone, state, "adapter", None)
+    pretrained = backbone.pretrained_base()
+    assert pretrained is not None  # CHGNet ships its weights
+    model = with_state(backbone, pretrained[0], "adapter", None)
     freeze_for_adapter_training(model)
     chosen = batches(backbone, graphs, range(len(graphs)), 32)[: args.interleaved]
     CACHE.clear()

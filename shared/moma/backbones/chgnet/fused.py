@@ -48,7 +48,7 @@ def _split_mlp(mlp: nn.Module) -> tuple[nn.Linear, list[nn.Module]]:
     Layers before it must be identities (a dropout of 0, or any dropout out of training), else
     moving the linear layer would change the computation.
     """
-    layers = list(mlp.layers)
+    layers = list(mlp.get_submodule("layers").children())
     for i, layer in enumerate(layers):
         if isinstance(layer, nn.Linear):
             return layer, layers[i + 1:]
@@ -89,7 +89,7 @@ class FusedFirst:
         core_in, gate_in = hidden.split(self.out, dim=1)  # backward: one cat, no zero fill
         core = _run(self.core_rest, core_in)
         gate = _run(self.gate_rest, gate_in)
-        if g.norm is not None:
+        if g.bn1 is not None and g.bn2 is not None:  # chgnet's norm="layer"
             core, gate = g.bn1(core), g.bn2(gate)
         return g.activation(core) * g.sigmoid(gate)
 
@@ -128,8 +128,8 @@ def messages(atom_graph: Tensor, directed2undirected: Tensor, bond_graph: Tensor
         angle_weights = (bond_weights_bg.index_select(0, bg[:, 1])
                          * bond_weights_bg.index_select(0, bg[:, 2]))
     else:
-        angle_local = torch.zeros((0, 3), dtype=torch.long)
-        first = torch.zeros(0, dtype=torch.long)
+        angle_local = atom_local[:0]
+        first = atom_graph[:0, 0]
         angle_weights = bond_weights_bg[:0]
     angle_rows = angle_local + angle_local.new_tensor([0, n_bonds, 2 * n_bonds])
     return Messages(atom_rows, atom_local, atom_graph[:, 0], bond_weights_ag.index_select(0, d2u),

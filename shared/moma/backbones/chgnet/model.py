@@ -6,9 +6,10 @@ import contextlib
 import io
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
+from chgnet.model.layers import AngleUpdate, AtomConv, BondConv
 from chgnet.model.model import BatchedGraph, CHGNet
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
@@ -45,8 +46,9 @@ class CHGNetModel(BackboneModel):
 
         This is the message passing of ``CHGNet._compute`` (chgnet 0.4.2) without the readout,
         magnetic moments, forces or stress. On the fast path (:mod:`.prefix`) a model with a
-        frozen prefix takes the bases and the first convolution from the per-crystal cache, and
-        the last angle update, whose output nothing reads, is skipped.
+        frozen prefix takes the bases and the first convolution from the per-crystal cache, the
+        last angle update, whose output nothing reads, is skipped, and every model runs the
+        interaction layers of :mod:`.fused` (first linear layer before the gather).
         """
         net = self.chgnet
         fast = fast_path_enabled()
@@ -91,19 +93,21 @@ class CHGNetModel(BackboneModel):
         )):
             if angle_feas is not None and bond_layer is not None:
                 if plan is not None:
-                    bond_feas = fused.bond_conv(bond_layer, atom_feas, bond_feas, angle_feas,
-                                                plan)
+                    bond_feas = fused.bond_conv(cast(BondConv, bond_layer), atom_feas,
+                                                bond_feas, angle_feas, plan)
                 else:
                     bond_feas = bond_layer(atom_feas=atom_feas, bond_feas=bond_feas,
                                            bond_weights=bond_weights_bg, angle_feas=angle_feas,
                                            bond_graph=bond_graph)
                 if angle_layer is not None and not (fast and i == last_angle):
-                    angle_feas = (fused.angle_update(angle_layer, atom_feas, bond_feas,
-                                                     angle_feas, plan) if plan is not None else
-                                  angle_layer(atom_feas=atom_feas, bond_feas=bond_feas,
-                                              angle_feas=angle_feas, bond_graph=bond_graph))
+                    if plan is not None:
+                        angle_feas = fused.angle_update(cast(AngleUpdate, angle_layer),
+                                                        atom_feas, bond_feas, angle_feas, plan)
+                    else:
+                        angle_feas = angle_layer(atom_feas=atom_feas, bond_feas=bond_feas,
+                                                 angle_feas=angle_feas, bond_graph=bond_graph)
             if plan is not None:  # the layer's forward hook (its adapter) is applied by hand
-                atom_feas = fused.atom_conv(atom_layer, atom_feas, bond_feas, plan)
+                atom_feas = fused.atom_conv(cast(AtomConv, atom_layer), atom_feas, bond_feas, plan)
                 if adapted:
                     atom_feas = self.get_submodule(f"adapters.atom_conv{i + 1}")(atom_feas)
             else:
