@@ -217,34 +217,68 @@ def scaling_section(results: Path) -> list[str]:
 def speed_section() -> list[str]:
     if not SPEED.is_file():
         return []
-    lines = ["## Speed of the CHGNet path (`benchmarks/bench_chgnet_speed.py`)", "",
-             "Same compose run three times in one process: fast path off (before), on with an "
-             "empty prefix cache (cold), on with the cache the previous run left (warm). One "
-             "thread, on the shared 2-core machine (other work running: ratios, not absolute "
-             "times, are the result).", "",
-             "| task | strategy | epochs | before s | cold s | warm s | cold ratio | warm ratio "
-             "| test MAE before / after |", "|---|---|---|---|---|---|---|---|---|"]
     records = [json.loads(line) for line in SPEED.read_text().splitlines()]
+    lines = ["## Speed of the CHGNet path (`benchmarks/bench_chgnet_speed.py`)", ""]
+    compose = [r for r in records if r.get("mode") == "compose"]
+    if compose:
+        lines += ["Whole compose through `moma.api.compose`, fast path off (before) and on "
+                  "(after, empty prefix cache: a compose on its own), run alternately in one "
+                  "process, one thread, on the shared 2-core machine; sums over the rounds. "
+                  "The fast path is the per-crystal prefix cache plus the fused interaction "
+                  "layers (`moma.backbones.chgnet.fused`).", "",
+                  "| task | strategy | epochs | candidates | rounds | before wall / CPU s | "
+                  "after wall / CPU s | ratio wall | ratio CPU | encode ratio | fine-tune "
+                  "ratio | test MAE before / after | load (1 min) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for rec in compose:
+            before, after, ratio = rec["runs"]["before"], rec["runs"]["after"], rec["ratio"]
+            lines.append(
+                f"| {rec['task']} | {rec['strategy']} ({rec['kind']}) | {rec['epochs']} | "
+                f"{before[0]['n_candidates']} | {len(before)} | "
+                f"{sum(r['wall_s'] for r in before):.0f} / {sum(r['cpu_s'] for r in before):.0f}"
+                f" | {sum(r['wall_s'] for r in after):.0f} / "
+                f"{sum(r['cpu_s'] for r in after):.0f} | {ratio['wall']:.2f}x | "
+                f"{ratio['cpu']:.2f}x | {ratio.get('select_encode_s', float('nan')):.2f}x | "
+                f"{ratio.get('fine_tune_s', float('nan')):.2f}x | "
+                + ", ".join(f"{r['test_mae']:.5g}" for r in before) + " / "
+                + ", ".join(f"{r['test_mae']:.5g}" for r in after) + " | "
+                + " / ".join(load.split()[0] for load in rec["load"]) + " |")
+        lines.append("")
+    inter = [r for r in records if r.get("mode") == "interleaved" and "train_fast_cpu" in
+             r["ratio"]]
+    if inter:
+        lines += ["Per batch of 32, fast path off, prefix cache only, and the whole fast path "
+                  "alternately on the same batches (`--interleaved`; medians of per-batch "
+                  "ratios, CPU time, robust to the machine's load drifting):", "",
+                  "| task | batches | training step CPU s off / prefix / fast | ratio CPU (wall) "
+                  "| encoding CPU s off / prefix / fast | ratio CPU (wall) |",
+                  "|---|---|---|---|---|---|"]
+        for rec in inter:
+            m, ratio = rec["median_s"], rec["ratio"]
+            cells = [f"{m[f'{part}_off_cpu']:.3f} / {m[f'{part}_prefix_cpu']:.3f} / "
+                     f"{m[f'{part}_fast_cpu']:.3f} | {ratio[f'{part}_fast_cpu']:.2f}x "
+                     f"({ratio[f'{part}_fast_wall']:.2f}x)" for part in ("train", "encode")]
+            lines.append(f"| {rec['task']} | {rec['batches']} | {cells[0]} | {cells[1]} |")
+        lines.append("")
+    lines += ["Earlier measurements (prefix cache only; before the fused layers):", "",
+              "| task | strategy | epochs | before s | cold s | warm s | cold ratio | warm ratio "
+              "| test MAE before / after |", "|---|---|---|---|---|---|---|---|---|"]
     for rec in records:
-        if rec.get("mode") == "interleaved":
-            continue
-        runs = rec["runs"]
-        lines.append(
-            f"| {rec['task']} | {rec['strategy']} ({rec['kind']}) | {rec['epochs']} | "
-            f"{runs['before']['wall_s']:.0f} | {runs['after_cold']['wall_s']:.0f} | "
-            f"{runs['after_warm']['wall_s']:.0f} | {rec['speedup']['cold']:.2f}x | "
-            f"{rec['speedup']['warm']:.2f}x | {runs['before']['test_mae']:.5g} / "
-            f"{runs['after_cold']['test_mae']:.5g} |")
+        if rec.get("mode") is None:
+            runs = rec["runs"]
+            lines.append(
+                f"| {rec['task']} | {rec['strategy']} ({rec['kind']}) | {rec['epochs']} | "
+                f"{runs['before']['wall_s']:.0f} | {runs['after_cold']['wall_s']:.0f} | "
+                f"{runs['after_warm']['wall_s']:.0f} | {rec['speedup']['cold']:.2f}x | "
+                f"{rec['speedup']['warm']:.2f}x | {runs['before']['test_mae']:.5g} / "
+                f"{runs['after_cold']['test_mae']:.5g} |")
     lines += ["", "Whole runs measured one after another drift with the shared machine's load; the "
               "2-epoch row's MAE difference is the first-run generator bug described in the "
-              "notes (fixed after it was measured), not the fast path."]
-    inter = [r for r in records if r.get("mode") == "interleaved"]
-    if inter:
-        lines += ["", "Per batch of 32, fast path off and on alternately on the same batches "
-                  "(`--interleaved`; robust to the machine's load drifting):", "",
-                  "| task | batches | training step s before -> after | ratio | encoding s "
-                  "before -> after | ratio |", "|---|---|---|---|---|---|"]
-        for rec in inter:
+              "notes (fixed after it was measured), not the fast path.", "",
+              "| task | batches | training step s before -> after | ratio | encoding s "
+              "before -> after | ratio |", "|---|---|---|---|---|---|"]
+    for rec in records:
+        if rec.get("mode") == "interleaved" and "train" in rec["ratio"]:
             m = rec["median_s"]
             lines.append(f"| {rec['task']} | {rec['batches']} | {m['train_slow']:.2f} -> "
                          f"{m['train_fast']:.2f} | {rec['ratio']['train']:.2f}x | "

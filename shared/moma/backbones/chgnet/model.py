@@ -6,15 +6,17 @@ import contextlib
 import io
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
+from chgnet.model.layers import AngleUpdate, AtomConv, BondConv
 from chgnet.model.model import BatchedGraph, CHGNet
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
 from moma.backbones.adapters import has_adapters
 from moma.backbones.base import AdapterSite, BackboneModel
+from moma.backbones.chgnet import fused
 from moma.backbones.chgnet.checkpoint import WEIGHTS_VERSION
 from moma.backbones.chgnet.featurizer import CHGNetBatch
 from moma.backbones.chgnet.prefix import (
@@ -44,8 +46,9 @@ class CHGNetModel(BackboneModel):
 
         This is the message passing of ``CHGNet._compute`` (chgnet 0.4.2) without the readout,
         magnetic moments, forces or stress. On the fast path (:mod:`.prefix`) a model with a
-        frozen prefix takes the bases and the first convolution from the per-crystal cache, and
-        the last angle update, whose output nothing reads, is skipped.
+        frozen prefix takes the bases and the first convolution from the per-crystal cache, the
+        last angle update, whose output nothing reads, is skipped, and every model runs the
+        interaction layers of :mod:`.fused` (first linear layer before the gather).
         """
         net = self.chgnet
         fast = fast_path_enabled()
@@ -80,17 +83,35 @@ class CHGNetModel(BackboneModel):
         bond_weights_bg = net.bond_weights_bg(bases_bg)
         angle_feas = net.angle_embedding(angle_bases) if len(angle_bases) else None
         last_angle = len(net.angle_layers) - 1
+        fuse = fast and fused.enabled()
+        adapted = fuse and has_adapters(self)
+        plan = (fused.messages(atom_graph, d2u, bond_graph, atom_kwargs["bond_weights"],
+                               bond_weights_bg, len(atom_feas), len(bond_feas))
+                if fuse else None)
         for i, (atom_layer, bond_layer, angle_layer) in enumerate(zip(
             net.atom_conv_layers[1:], net.bond_conv_layers, net.angle_layers, strict=False
         )):
             if angle_feas is not None and bond_layer is not None:
-                bond_feas = bond_layer(atom_feas=atom_feas, bond_feas=bond_feas,
-                                       bond_weights=bond_weights_bg, angle_feas=angle_feas,
-                                       bond_graph=bond_graph)
+                if plan is not None:
+                    bond_feas = fused.bond_conv(cast(BondConv, bond_layer), atom_feas,
+                                                bond_feas, angle_feas, plan)
+                else:
+                    bond_feas = bond_layer(atom_feas=atom_feas, bond_feas=bond_feas,
+                                           bond_weights=bond_weights_bg, angle_feas=angle_feas,
+                                           bond_graph=bond_graph)
                 if angle_layer is not None and not (fast and i == last_angle):
-                    angle_feas = angle_layer(atom_feas=atom_feas, bond_feas=bond_feas,
-                                             angle_feas=angle_feas, bond_graph=bond_graph)
-            atom_feas = atom_layer(atom_feas=atom_feas, bond_feas=bond_feas, **atom_kwargs)
+                    if plan is not None:
+                        angle_feas = fused.angle_update(cast(AngleUpdate, angle_layer),
+                                                        atom_feas, bond_feas, angle_feas, plan)
+                    else:
+                        angle_feas = angle_layer(atom_feas=atom_feas, bond_feas=bond_feas,
+                                                 angle_feas=angle_feas, bond_graph=bond_graph)
+            if plan is not None:  # the layer's forward hook (its adapter) is applied by hand
+                atom_feas = fused.atom_conv(cast(AtomConv, atom_layer), atom_feas, bond_feas, plan)
+                if adapted:
+                    atom_feas = self.get_submodule(f"adapters.atom_conv{i + 1}")(atom_feas)
+            else:
+                atom_feas = atom_layer(atom_feas=atom_feas, bond_feas=bond_feas, **atom_kwargs)
         if net.readout_norm is not None:
             atom_feas = net.readout_norm(atom_feas)
         return atom_feas, owners
