@@ -42,6 +42,8 @@ def load(profile: str) -> list[dict[str, Any]]:
     rows = []
     for path in sorted((RESULTS / profile).rglob("*.json")):
         report = json.loads(path.read_text())
+        if "run" not in report:  # not a run: e.g. chgnet/lr_choice.json (amc_tuning.py)
+            continue
         report["_file"] = str(path.relative_to(ROOT))
         rows.append(report)
     return rows
