@@ -30,7 +30,7 @@ import argparse
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,29 @@ def _recipe(folder: Path) -> dict[str, Any]:
     return recipe
 
 
+def _copy_module(source: Path, dest: Path, check: Callable[[Path], object] | None = None,
+                 staging_suffix: str = "partial") -> None:
+    """Copy the committed files of a module folder to ``dest`` through a staging folder.
+
+    ``check`` runs on the staged copy before it is renamed into place; if it raises, the
+    staging folder is removed and ``dest`` is left as it was.
+    """
+    staging = dest.parent / f".{dest.name}.{staging_suffix}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for file in COMMITTED_FILES:
+        if (source / file).is_file():
+            shutil.copyfile(source / file, staging / file)
+    try:
+        if check is not None:
+            check(staging)
+    except Exception:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(dest, ignore_errors=True)
+    staging.rename(dest)
+
+
 def restore_committed(family: str, profile: str, name: str, out: Path) -> bool:
     """Copy the committed module ``name`` of ``family`` to ``out`` if it was built the same way.
 
@@ -103,36 +126,21 @@ def restore_committed(family: str, profile: str, name: str, out: Path) -> bool:
     recipe = _recipe(source)
     if recipe.get("family") != family or recipe.get("profile") != profile:
         return False
-    staging = out.parent / f".{name}.restoring"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for file in COMMITTED_FILES:
-        if (source / file).is_file():
-            shutil.copyfile(source / file, staging / file)
     try:
-        load_module(staging)
+        _copy_module(source, out, check=load_module, staging_suffix="restoring")
     except Exception as error:  # any failure means: train it again
         print(json.dumps({"family": family, "module": name, "committed_copy_rejected": str(error)}))
-        shutil.rmtree(staging, ignore_errors=True)
         return False
-    staging.rename(out)
     print(json.dumps({"family": family, "module": name, "restored_from": str(source)}), flush=True)
     return True
 
 
 def export_family(family: str) -> Path:
     """Copy the built modules of ``family`` from ``$MOMA_RUNS`` into the repository's folder."""
-    folder = RUNS / "hub" / family
     target = COMMITTED / family
-    for module in sorted(p for p in folder.iterdir() if (p / "card.json").is_file()):
-        staging = target / f".{module.name}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        for file in COMMITTED_FILES:
-            if (module / file).is_file():
-                shutil.copyfile(module / file, staging / file)
-        shutil.rmtree(target / module.name, ignore_errors=True)
-        staging.rename(target / module.name)
+    for module in sorted(p for p in (RUNS / "hub" / family).iterdir()
+                         if (p / "card.json").is_file()):
+        _copy_module(module, target / module.name)
     return target
 
 
